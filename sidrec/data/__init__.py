@@ -1,0 +1,1 @@
+"""Datasets: the four tables every stage reads, and one reader per source."""
