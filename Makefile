@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CORES  ?= $(shell nproc)
+CONFIG ?= config/config.yaml
+# Rules start `python -m sidrec...` and `snakemake`: both must be the venv's.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+# torch goes first and pinned: 2.13.0 resolves to a CPU build here, while leaving it to
+# the resolver pulls a CUDA build and several GB of CUDA libraries.
+$(STAMP): requirements/base.txt requirements/embedded.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements/base.txt
+	$(PY) -m pip install -q --no-deps -r requirements/embedded.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: setup
+	snakemake --cores $(CORES) --configfile $(CONFIG)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	snakemake --lint
+
+clean:
+	rm -rf results .snakemake

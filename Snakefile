@@ -1,0 +1,25 @@
+# sidrec: generative recommendation with semantic IDs.
+# item text -> embeddings.npy -> rqvae.ckpt -> sid.json -> sft/ -> metrics.tsv
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/tokenize.smk"
+include: "rules/generator.smk"
+include: "rules/baselines.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

