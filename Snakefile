@@ -12,6 +12,13 @@ validate(config, "config/schema.yaml")
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_.-]+",
+    split="valid|test",
+
+
 include: "rules/data.smk"
 include: "rules/tokenize.smk"
 include: "rules/generator.smk"

@@ -4,13 +4,15 @@ rule popularity:
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
-        items="results/{dataset}/data/items.parquet",
+        item_table="results/{dataset}/data/items.parquet",
         code=code("baselines/popularity.py"),
     output:
         valid="results/{dataset}/predictions/popularity_valid.parquet",
         test="results/{dataset}/predictions/popularity_test.parquet",
     params:
         k=max(config["evaluate"]["ks"]),
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/popularity.log",
     benchmark:
@@ -25,7 +27,7 @@ rule sasrec:
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
-        items="results/{dataset}/data/items.parquet",
+        item_table="results/{dataset}/data/items.parquet",
         code=code("baselines/sasrec.py"),
     output:
         model="results/{dataset}/sasrec.ckpt",
@@ -36,6 +38,8 @@ rule sasrec:
         max_len=max_history,
         k=max(config["evaluate"]["ks"]),
     threads: workflow.cores
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/sasrec.log",
     benchmark:

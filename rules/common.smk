@@ -1,4 +1,4 @@
-# Helpers shared by every rule file: target lists, config lookups, launch prefixes.
+# Helpers for every rules/*.smk file (target lists, config lookups, launch prefixes).
 # Named functions only, so rules stay declarative.
 import json
 from pathlib import Path
@@ -7,10 +7,6 @@ PACKAGE = Path(workflow.basedir) / "sidrec"
 SPLITS = ["valid", "test"]
 MODELS = ["sft", "popularity", "sasrec"]
 
-
-wildcard_constraints:
-    dataset="[A-Za-z0-9_.-]+",
-    split="valid|test",
 
 
 def check_datasets():
@@ -31,7 +27,7 @@ def all_targets():
 
 
 def code(*modules):
-    """Library modules a rule runs, listed as inputs so that editing them reruns it."""
+    """Library modules a job runs, listed as inputs so that editing them reruns it."""
     return [str(PACKAGE / m) for m in modules]
 
 
@@ -44,7 +40,7 @@ def max_history(wildcards):
 
 
 def as_json(obj):
-    """Hyperparameters for a shell rule, as one JSON argument (quoted by :q)."""
+    """Hyperparameters as one JSON string, passed to a shell command quoted with :q."""
     return json.dumps(obj, sort_keys=True)
 
 

@@ -4,12 +4,14 @@ rule dataset:
         code=code("data/tables.py", "data/splits.py", "data/movielens.py",
                   "data/minionerec.py", "data/amazon_raw.py"),
     output:
-        items="results/{dataset}/data/items.parquet",
+        item_table="results/{dataset}/data/items.parquet",
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
     params:
         spec=dataset_spec,
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/dataset.log",
     benchmark:

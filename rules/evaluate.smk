@@ -2,7 +2,7 @@ rule predict_sft:
     """Trie-constrained beam search over the whole catalogue, valid and test rows."""
     input:
         model="results/{dataset}/sft",
-        items="results/{dataset}/data/items.parquet",
+        item_table="results/{dataset}/data/items.parquet",
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
         sid="results/{dataset}/sid.json",
@@ -15,12 +15,14 @@ rule predict_sft:
         launch=launcher,
     resources:
         gpu=0,
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/predict_sft.log",
     benchmark:
         "results/{dataset}/benchmarks/predict_sft.tsv"
     shell:
-        "{params.launch} sidrec.cli.predict --model {input.model:q} --data {input.items:q}"
+        "{params.launch} sidrec.cli.predict --model {input.model:q} --data {input.item_table:q}"
         " --sid {input.sid:q} --out-valid {output.valid:q} --out-test {output.test:q}"
         " --params {params.hp:q} > {log:q} 2>&1"
 
@@ -35,6 +37,8 @@ rule metrics:
         "results/{dataset}/metrics.tsv",
     params:
         ks=config["evaluate"]["ks"],
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/metrics.log",
     benchmark:

@@ -1,12 +1,14 @@
 rule base_tiny:
     """A from-scratch tiny decoder whose tokenizer is trained on the dataset's text."""
     input:
-        items="results/{dataset}/data/items.parquet",
+        item_table="results/{dataset}/data/items.parquet",
         code=code("lm/base.py"),
     output:
         directory("results/models/tiny-{dataset}"),
     params:
         hp=config["lm"]["tiny"],
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/logs/base_tiny-{dataset}.log",
     benchmark:
@@ -21,6 +23,8 @@ rule base_smollm2:
         code=code("lm/base.py"),
     output:
         directory("results/models/smollm2-135m"),
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/logs/base_smollm2.log",
     benchmark:
@@ -35,7 +39,7 @@ rule sft:
         base=base_model_dir,
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
-        items="results/{dataset}/data/items.parquet",
+        item_table="results/{dataset}/data/items.parquet",
         sid="results/{dataset}/sid.json",
         code=code("lm/sft.py", "lm/prompts.py", "cli/sft.py"),
     output:
@@ -46,11 +50,13 @@ rule sft:
         launch=launcher,
     resources:
         gpu=0,
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/sft.log",
     benchmark:
         "results/{dataset}/benchmarks/sft.tsv"
     shell:
-        "{params.launch} sidrec.cli.sft --base {input.base:q} --data {input.items:q}"
+        "{params.launch} sidrec.cli.sft --base {input.base:q} --data {input.item_table:q}"
         " --sid {input.sid:q} --out {output:q} --scratch {params.scratch:q}"
         " --params {params.hp:q} > {log:q} 2>&1"

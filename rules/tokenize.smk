@@ -1,7 +1,7 @@
 rule embed:
     """Item text -> float32 [n_items, d]; across GPUs under accelerate when given some."""
     input:
-        items="results/{dataset}/data/items.parquet",
+        item_table="results/{dataset}/data/items.parquet",
         code=code("embed.py", "cli/embed.py"),
     output:
         "results/{dataset}/embeddings.npy",
@@ -10,12 +10,14 @@ rule embed:
         launch=launcher,
     resources:
         gpu=0,
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/embed.log",
     benchmark:
         "results/{dataset}/benchmarks/embed.tsv"
     shell:
-        "{params.launch} sidrec.cli.embed --items {input.items:q} --out {output:q}"
+        "{params.launch} sidrec.cli.embed --items {input.item_table:q} --out {output:q}"
         " --params {params.hp:q} > {log:q} 2>&1"
 
 
@@ -28,6 +30,8 @@ rule quantize:
         "results/{dataset}/rqvae.ckpt",
     params:
         hp=config["quantizer"],
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/quantize.log",
     benchmark:
@@ -47,6 +51,8 @@ rule sid:
         meta="results/{dataset}/sid.meta.json",
     params:
         codebook_size=config["quantizer"]["codebook_size"],
+    conda:
+        "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/sid.log",
     benchmark:

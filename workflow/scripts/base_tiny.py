@@ -7,5 +7,5 @@ from sidrec.data.tables import read_items
 from sidrec.lm.base import build_tiny
 from sidrec.lm.prompts import tokenizer_corpus
 
-items = read_items(snakemake.input.items)
+items = read_items(snakemake.input.item_table)
 build_tiny(snakemake.output[0], tokenizer_corpus(items["title"].tolist()), dict(snakemake.params.hp))

@@ -11,6 +11,6 @@ from sidrec.data.tables import write_dataset
 spec = dict(snakemake.params.spec)
 source = spec.pop("source")
 ds = load_source(source, **spec)
-write_dataset(ds, Path(snakemake.output.items).parent)
+write_dataset(ds, Path(snakemake.output.item_table).parent)
 print(f"{snakemake.wildcards.dataset}: {ds.n_items} items, train {len(ds.train)}, "
       f"valid {len(ds.valid)}, test {len(ds.test)}")

@@ -7,7 +7,7 @@ from sidrec.baselines.popularity import fit_popularity, rank_popularity
 from sidrec.data.tables import read_items, read_samples
 from sidrec.evaluate import predictions_frame, write_predictions
 
-n_items = len(read_items(snakemake.input.items))
+n_items = len(read_items(snakemake.input.item_table))
 counts = fit_popularity(read_samples(snakemake.input.train, n_items), n_items)
 for split in ("valid", "test"):
     samples = read_samples(snakemake.input[split], n_items)

@@ -10,7 +10,7 @@ from sidrec.data.tables import read_items, read_samples
 from sidrec.evaluate import predictions_frame, write_predictions
 
 torch.set_num_threads(snakemake.threads)
-n_items = len(read_items(snakemake.input.items))
+n_items = len(read_items(snakemake.input.item_table))
 splits = {s: read_samples(snakemake.input[s], n_items) for s in ("train", "valid", "test")}
 config = SASRecConfig(**snakemake.params.hp, max_len=snakemake.params.max_len)
 model, report = train_sasrec(splits["train"], splits["valid"], n_items, config)
