@@ -25,7 +25,7 @@ rule quantize:
     """Embeddings -> residual quantiser (RQ-VAE, or RQ-KMeans by config)."""
     input:
         embeddings="results/{dataset}/embeddings.npy",
-        code=code("quantize/kmeans.py", "quantize/rqvae.py", "quantize/rqkmeans.py"),
+        code=code("tokenize.py", "quantize/codes.py", "quantize/kmeans.py", "quantize/rqvae.py", "quantize/rqkmeans.py"),
     output:
         "results/{dataset}/rqvae.ckpt",
     params:
@@ -45,7 +45,7 @@ rule sid:
     input:
         embeddings="results/{dataset}/embeddings.npy",
         quantizer="results/{dataset}/rqvae.ckpt",
-        code=code("sid.py"),
+        code=code("tokenize.py", "sid.py"),
     output:
         sid="results/{dataset}/sid.json",
         meta="results/{dataset}/sid.meta.json",

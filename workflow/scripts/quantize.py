@@ -3,6 +3,6 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from sidrec.quantize import fit_quantizer
+from sidrec.tokenize import fit_quantizer
 
 fit_quantizer(snakemake.input.embeddings, snakemake.output[0], dict(snakemake.params.hp))
