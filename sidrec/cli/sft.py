@@ -28,7 +28,7 @@ def main(argv=None):
     ap.add_argument("--params", default="{}", help="JSON object of SFTConfig fields")
     args = ap.parse_args(argv)
 
-    config = SFTConfig(**parse_params(args.params))
+    config = SFTConfig.from_dict(parse_params(args.params))
     items = read_items(args.data)
     data_dir = Path(args.data).parent
     train = read_samples(data_dir / "train.parquet", len(items))

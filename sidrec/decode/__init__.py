@@ -1,0 +1,6 @@
+"""Decoding semantic IDs: the catalogue trie as device tensors (trie.py) and exact
+constrained top-K search with a causal LM (beam.py)."""
+from .beam import DecodeResult, constrained_topk, score_all_items
+from .trie import SIDTrie
+
+__all__ = ["DecodeResult", "SIDTrie", "constrained_topk", "score_all_items"]
