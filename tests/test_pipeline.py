@@ -109,7 +109,10 @@ def test_second_run_does_nothing_and_a_param_change_reruns_only_its_dependents(b
     again = snakemake(built, "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
-    changed = snakemake(built, "-n", "--config", "evaluate={'ks': [1, 5, 10], 'beam_width': 12}")
+    config = yaml.safe_load((built / "config.yaml").read_text())
+    config["evaluate"]["beam_width"] = 12
+    (built / "changed.yaml").write_text(yaml.safe_dump(config))
+    changed = snakemake(built, "-n", "--configfile", str(built / "changed.yaml"))
     text = changed.stdout + changed.stderr
     assert changed.returncode == 0, text
     assert "predict_sft" in text and "metrics" in text
