@@ -1,9 +1,11 @@
 # Helpers for every rules/*.smk file (target lists, config lookups, launch prefixes).
 # Named functions only, so rules stay declarative.
 import json
+import shlex
 from pathlib import Path
 
 PACKAGE = Path(workflow.basedir) / "sidrec"
+ACCELERATE_CONFIGS = Path(workflow.basedir) / "config" / "accelerate"
 SPLITS = ["valid", "test"]
 MODELS = ["sft", "popularity", "sasrec"]
 
@@ -55,10 +57,24 @@ def base_model_dir(wildcards):
     return base
 
 
-def launcher(wildcards, resources):
-    """How a GPU-capable stage is started: plain python on CPU, `accelerate launch`
-    across the GPUs the rule was given otherwise."""
-    gpus = int(getattr(resources, "gpu", 0) or 0)
-    if gpus <= 0:
-        return "python -m"
-    return f"accelerate launch --num_processes {gpus} -m"
+def launcher(multi_gpu_config):
+    """How a GPU-capable stage starts, given the rule's `gpu` resource: plain python on
+    CPU (gpu=0), `accelerate launch` on one GPU, or with `multi_gpu_config` (a file of
+    config/accelerate/) across several. Returns an input function for `params:`."""
+
+    def launch(wildcards, resources):
+        gpus = int(getattr(resources, "gpu", 0) or 0)
+        if gpus <= 0:
+            return "python -m"
+        name = "single_gpu.yaml" if gpus == 1 else multi_gpu_config
+        path = ACCELERATE_CONFIGS / name
+        if not path.exists():
+            raise ValueError(f"accelerate config {path} not found (rule asks for {gpus} GPUs)")
+        extra = ""
+        if path.name.startswith("zero"):
+            # Absolute path on the command line: the yaml's relative one holds only
+            # when jobs run from the repository root.
+            extra = f" --deepspeed_config_file {shlex.quote(str(path.with_suffix('.json')))}"
+        return f"accelerate launch --num_processes {gpus} --config_file {shlex.quote(str(path))}{extra} -m"
+
+    return launch

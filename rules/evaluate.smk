@@ -12,7 +12,7 @@ rule predict_sft:
         test="results/{dataset}/predictions/sft_test.parquet",
     params:
         hp=as_json(config["evaluate"]),
-        launch=launcher,
+        launch=launcher("single_gpu.yaml"),
     resources:
         gpu=0,
     conda:

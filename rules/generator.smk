@@ -47,7 +47,7 @@ rule sft:
     params:
         hp=as_json(config["sft"]),
         scratch="results/{dataset}/.scratch/sft",
-        launch=launcher,
+        launch=launcher("zero2.yaml"),
     resources:
         gpu=0,
     conda:

@@ -7,7 +7,7 @@ rule embed:
         "results/{dataset}/embeddings.npy",
     params:
         hp=as_json(config["encoder"]),
-        launch=launcher,
+        launch=launcher("multi_gpu.yaml"),
     resources:
         gpu=0,
     conda:

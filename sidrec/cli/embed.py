@@ -16,7 +16,7 @@ import numpy as np
 from ..data.tables import read_items
 from ..embed import embed_texts
 from ..io import atomic_path
-from . import parse_params
+from . import check_devices, parse_params
 
 
 def main(argv=None):
@@ -25,6 +25,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="{}", help="JSON: model, batch_size, max_length")
     args = ap.parse_args(argv)
+    check_devices()
     hp = parse_params(args.params)
     items = read_items(args.items)
 

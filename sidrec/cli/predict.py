@@ -23,7 +23,7 @@ from ..evaluate import predictions_frame, write_predictions
 from ..lm.base import load_causal_lm
 from ..lm.prompts import PromptBuilder, encode_prompt
 from ..sid import code_token, read_sid_json
-from . import parse_params
+from . import check_devices, parse_params
 
 
 def level_token_ids(tokenizer, codes: np.ndarray) -> list[np.ndarray]:
@@ -50,6 +50,7 @@ def main(argv=None):
     ap.add_argument("--out-test", required=True)
     ap.add_argument("--params", default="{}", help="JSON: ks, beam_width, batch_size, max_rows")
     args = ap.parse_args(argv)
+    check_devices()
     hp = parse_params(args.params)
     k = max(hp.get("ks", [1, 3, 5, 10, 20]))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..data.tables import read_items, read_samples
 from ..lm.sft import SFTConfig, train_sft
 from ..sid import read_sid_json
-from . import parse_params
+from . import check_devices, parse_params
 
 
 def main(argv=None):
@@ -27,6 +27,7 @@ def main(argv=None):
     ap.add_argument("--scratch", required=True, help="resumable trainer state, outside --out")
     ap.add_argument("--params", default="{}", help="JSON object of SFTConfig fields")
     args = ap.parse_args(argv)
+    check_devices()
 
     config = SFTConfig.from_dict(parse_params(args.params))
     items = read_items(args.data)
