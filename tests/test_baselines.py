@@ -1,0 +1,196 @@
+"""Baselines: popularity counts and ranking, SASRec training, ranking and checkpoints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.baselines.popularity import fit_popularity, rank_popularity
+from sidrec.baselines.sasrec import (
+    SASRec, SASRecConfig, _local_ndcg_hr_at_k, _ndcg_hr_at_k, encode_histories, load_sasrec, rank_sasrec,
+    save_sasrec, train_sasrec)
+from sidrec.data.tables import make_samples
+from sidrec.errors import InputError
+
+
+# ---------------------------------------------------------------- popularity
+
+def test_popularity_counts_targets_only():
+    train = make_samples(["u1", "u1", "u2", "u3"],
+                         [[0, 1], [0, 1, 2], [3], [3, 3]],
+                         [2, 4, 2, 0])
+    counts = fit_popularity(train, n_items=6)
+    # History items (1, 3) are not counted; items 1, 3, 5 never appear as targets.
+    assert counts.tolist() == [1, 0, 2, 0, 1, 0]
+    assert counts.dtype == np.int64
+
+
+def test_popularity_ties_go_to_lower_id():
+    counts = np.array([1, 3, 0, 3, 1, 0])
+    ranked = rank_popularity(counts, n_rows=2, k=5)
+    assert ranked.shape == (2, 5) and ranked.dtype == np.int64
+    assert ranked[0].tolist() == [1, 3, 0, 4, 2]
+    assert (ranked[0] == ranked[1]).all()
+    assert rank_popularity(counts, n_rows=1, k=100).shape == (1, 6)  # k cut to the catalogue
+
+
+def test_popularity_rejects_unknown_targets():
+    with pytest.raises(ValueError):
+        fit_popularity(make_samples(["u"], [[0]], [7]), n_items=3)
+
+
+# ---------------------------------------------------------------- SASRec
+
+N_ITEMS = 12
+CONFIG = SASRecConfig(hidden=32, layers=2, heads=2, inner_size=64, dropout=0.1, max_len=8,
+                      lr=5e-3, batch_size=64, max_epochs=6, patience=6, seed=3)
+
+
+def _cyclic_samples(n_users: int, rng: np.random.Generator, length: int = 14):
+    """Users walk the catalogue i -> i+1 mod n from a random start; every prefix a sample.
+
+    Returns train (all prefixes but the last) and valid (the last position) tables.
+    """
+    tr, va = ([], [], []), ([], [], [])
+    for u in range(n_users):
+        seq = (rng.integers(N_ITEMS) + np.arange(length)) % N_ITEMS
+        for t in range(1, length - 1):
+            tr[0].append(u), tr[1].append(seq[max(0, t - CONFIG.max_len):t]), tr[2].append(seq[t])
+        va[0].append(u), va[1].append(seq[-1 - CONFIG.max_len:-1]), va[2].append(seq[-1])
+    return make_samples(*tr), make_samples(*va)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny matrices gain nothing from threads, and on a busy 2-core machine torch's
+    # threads wait on each other: one thread keeps this file's run time steady.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    train, valid = _cyclic_samples(60, np.random.default_rng(0))
+    logs = []
+    model, report = train_sasrec(train, valid, N_ITEMS, CONFIG, log=logs.append)
+    return train, valid, model, report, logs
+
+
+def test_sasrec_learns_the_pattern(trained):
+    train, valid, model, report, logs = trained
+    losses = [e["train_loss"] for e in report["epochs"]]
+    assert losses[-1] < 0.5 * losses[0]
+    assert len(logs) == len(report["epochs"]) and "loss" in logs[0]
+    ranked, _ = rank_sasrec(model, valid, k=1)
+    assert (ranked[:, 0] == valid["target"].to_numpy()).mean() > 0.9  # HR@1
+    assert report["best_valid_ndcg@10"] > 0.9
+    assert 1 <= report["best_epoch"] <= len(report["epochs"])
+    assert not model.training
+
+
+def test_sasrec_parameters_change(trained):
+    _, _, model, _, _ = trained
+    torch.manual_seed(CONFIG.seed)  # train_sasrec builds its model right after this seed
+    init = SASRec(N_ITEMS, CONFIG)
+    changed = [name for name, p in init.state_dict().items()
+               if not torch.equal(p, model.state_dict()[name])]
+    assert "item_emb.weight" in changed and "blocks.1.ff.2.weight" in changed
+
+
+def test_sasrec_is_deterministic_and_leaves_global_rng_alone(trained):
+    train, valid, _, report, _ = trained
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    config = SASRecConfig(**{**CONFIG.__dict__, "max_epochs": 2})
+    _, r1 = train_sasrec(train, valid, N_ITEMS, config, log=None)
+    assert torch.equal(torch.get_rng_state(), before)
+    _, r2 = train_sasrec(train, valid, N_ITEMS, config, log=None)
+    assert [e["train_loss"] for e in r1["epochs"]] == [e["train_loss"] for e in r2["epochs"]]
+    assert r1["epochs"][0]["train_loss"] == report["epochs"][0]["train_loss"]
+
+
+def test_rank_shapes_and_range(trained):
+    _, valid, model, _, _ = trained
+    ranked, scores = rank_sasrec(model, valid, k=5, batch_size=7)
+    assert ranked.shape == scores.shape == (len(valid), 5)
+    assert ranked.dtype == np.int64 and scores.dtype == np.float32
+    assert ranked.min() >= 0 and ranked.max() < N_ITEMS  # never the padding index
+    assert (np.diff(scores, axis=1) <= 0).all()  # best first
+    full, _ = rank_sasrec(model, valid, k=100)
+    assert full.shape == (len(valid), N_ITEMS)
+    assert all(sorted(row) == list(range(N_ITEMS)) for row in full)  # a permutation per row
+
+
+def test_padding_and_future_items_are_invisible(trained):
+    _, _, model, _, _ = trained
+    seqs = encode_histories([[1, 2, 3], [5]], N_ITEMS, CONFIG.max_len)
+    assert seqs[0].tolist() == [N_ITEMS] * 5 + [1, 2, 3]
+    with torch.no_grad():
+        base = model(seqs)
+        # Key-padding mask: whatever the padding row holds must not reach real positions.
+        saved = model.item_emb.weight[N_ITEMS].clone()
+        model.item_emb.weight[N_ITEMS] = torch.randn(CONFIG.hidden) * 5
+        moved = model(seqs)
+        model.item_emb.weight[N_ITEMS] = saved
+        assert torch.allclose(base, moved, atol=1e-5)
+        # Causal mask: position j's state ignores items after j.
+        full = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]])
+        other = torch.tensor([[0, 1, 2, 3, 9, 9, 9, 9]])
+        assert torch.allclose(model.encode(full)[:, :4], model.encode(other)[:, :4], atol=1e-5)
+        # Scoring only the last query in the last block gives the same state.
+        assert torch.allclose(model.encode(full)[:, -1], model.encode(full, last_only=True)[:, -1],
+                              atol=1e-5)
+
+
+def test_checkpoint_round_trip(trained, tmp_path):
+    _, valid, model, report, _ = trained
+    path = tmp_path / "sasrec.pt"
+    save_sasrec(path, model, CONFIG, report)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
+    raw = torch.load(path, weights_only=True)
+    assert raw["n_items"] == N_ITEMS and raw["config"]["hidden"] == CONFIG.hidden
+    loaded, config, loaded_report = load_sasrec(path)
+    assert config == CONFIG and loaded_report["best_epoch"] == report["best_epoch"]
+    r1, s1 = rank_sasrec(model, valid, k=10)
+    r2, s2 = rank_sasrec(loaded, valid, k=10)
+    np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_array_equal(s1, s2)
+
+
+def test_bad_checkpoints_raise_input_error(trained, tmp_path):
+    _, _, model, _, _ = trained
+    with pytest.raises(InputError, match="missing.pt"):
+        load_sasrec(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(InputError, match="garbage.pt"):
+        load_sasrec(garbage)
+    good = tmp_path / "good.pt"
+    save_sasrec(good, model, CONFIG)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:500])
+    with pytest.raises(InputError, match="truncated.pt"):
+        load_sasrec(truncated)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something else"}, other)
+    with pytest.raises(InputError, match="other.pt"):
+        load_sasrec(other)
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError):
+        SASRecConfig(hidden=30, heads=4)
+    with pytest.raises(ValueError):
+        SASRecConfig(dropout=1.0)
+
+
+def test_early_stopping_metrics_match_definition():
+    ranked = np.array([[3, 1, 2], [0, 2, 1], [1, 0, 2]])
+    targets = np.array([1, 5, 1])
+    expected = ((1 / np.log2(3) + 0 + 1) / 3, 2 / 3)
+    assert _local_ndcg_hr_at_k(ranked, targets, 2) == pytest.approx(expected)
+    # The dispatcher (shared sidrec.metrics where present) agrees with the local copy.
+    assert _ndcg_hr_at_k(ranked, targets, 2) == pytest.approx(expected)
+    assert _ndcg_hr_at_k(ranked, targets, 10) == pytest.approx(_local_ndcg_hr_at_k(ranked, targets, 3))
