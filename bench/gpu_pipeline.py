@@ -31,6 +31,7 @@ def main():
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--work", required=True, help="scratch folder for artifacts")
     ap.add_argument("--out", required=True, help="where the small results are copied")
+    ap.add_argument("--embeddings", help="a precomputed embeddings.npy (skips the embed stage)")
     args = ap.parse_args()
     config = json.loads(Path(args.config).read_text())
     work, out = Path(args.work) / args.dataset, Path(args.out)
@@ -60,8 +61,11 @@ def main():
         write_dataset(load_source(source, **spec), data)
 
     stage("dataset", dataset)
-    stage("embed", lambda: cli("embed", "--items", data / "items.parquet", "--out", work / "embeddings.npy",
-                               "--params", json.dumps(config["encoder"])))
+    if args.embeddings:
+        shutil.copy(args.embeddings, work / "embeddings.npy")
+    else:
+        stage("embed", lambda: cli("embed", "--items", data / "items.parquet", "--out", work / "embeddings.npy",
+                                   "--params", json.dumps(config["encoder"])))
     stage("quantize", lambda: fit_quantizer(work / "embeddings.npy", work / "rqvae.ckpt", config["quantizer"]))
     stage("sid", lambda: build_sids(work / "rqvae.ckpt", work / "embeddings.npy", work / "sid.json",
                                     work / "sid.meta.json", codebook_size=config["quantizer"]["codebook_size"]))
