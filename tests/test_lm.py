@@ -323,3 +323,46 @@ def test_sft_config_rejects_bad_values():
     with pytest.raises(InputError, match="unknown"):
         SFTConfig.from_dict({"epoch": 3})
     assert SFTConfig.from_dict({"epochs": 1}).epochs == 1
+
+
+# ---------------------------------------------------------------- history loss
+
+def test_thin_windows_keeps_every_target_in_some_loss():
+    from sidrec.lm.sft import thin_windows
+    # One user walking items 0..29 with sliding windows of at most 4 history items,
+    # as leave-one-out makes them; a second user with a short walk.
+    users, histories, targets = [], [], []
+    for j in range(1, 30):
+        users.append("a"), histories.append(list(range(max(0, j - 4), j))), targets.append(j)
+    for j in range(1, 3):
+        users.append("b"), histories.append(list(range(j))), targets.append(j)
+    samples = make_samples(users, histories, targets)
+    kept = thin_windows(samples)
+    assert len(kept) < len(samples) / 3
+    assert kept.iloc[-1]["target"] == 2 and (kept["user"] == "b").sum() == 1  # last row per user kept
+    covered = {("a" if u == "a" else "b", int(t)) for u, t in zip(kept["user"], kept["target"])}
+    for u, h in zip(kept["user"], kept["history"]):
+        covered |= {(u, int(i)) for i in h[1:]}   # history items after the first are in the loss
+    expected = {(u, int(t)) for u, t in zip(samples["user"], samples["target"])}
+    assert expected <= covered
+
+
+def test_history_loss_masks_from_the_second_history_item(sid_tokenizer):
+    from sidrec.lm.sft import EncodedExamples
+    builder = PromptBuilder(CODES, TITLES)
+    example = builder.next_item([3, 4, 5], 6)
+    sid_ids = [sid_tokenizer.convert_tokens_to_ids(t) for t in sid_tokenizer.get_added_vocab()
+               if t.startswith("<")]
+    plain = EncodedExamples.encode(sid_tokenizer, [example])
+    wide = EncodedExamples.encode(sid_tokenizer, [example], history_loss_levels=3, sid_token_ids=sid_ids)
+    ids = plain.ids[0]
+    mask_plain, mask_wide = plain[0]["completion_mask"], wide[0]["completion_mask"]
+    tokens = sid_tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+    first_loss = int(np.flatnonzero(mask_wide)[0])
+    assert tokens[first_loss - 1] == code_token(2, CODES[3, 2])   # right after item 3's SID
+    assert tokens[first_loss:].count(code_token(0, CODES[4, 0])) >= 1
+    assert mask_wide[mask_plain].all() and mask_wide.sum() > mask_plain.sum()
+    # Other tasks are untouched by the option.
+    title = builder.sid_to_title(3)
+    assert (EncodedExamples.encode(sid_tokenizer, [title], history_loss_levels=3, sid_token_ids=sid_ids)[0]
+            ["completion_mask"] == EncodedExamples.encode(sid_tokenizer, [title])[0]["completion_mask"]).all()
