@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--work", required=True, help="scratch folder for artifacts")
     ap.add_argument("--out", required=True, help="where the small results are copied")
     ap.add_argument("--embeddings", help="a precomputed embeddings.npy (skips the embed stage)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip popularity and SASRec")
     args = ap.parse_args()
     config = json.loads(Path(args.config).read_text())
     work, out = Path(args.work) / args.dataset, Path(args.out)
@@ -108,7 +109,8 @@ def main():
             ranked, scores = rank_sasrec(model, samples, k)
             write_predictions(predictions_frame(samples, ranked, scores), preds / f"sasrec_{split}.parquet")
 
-    stage("baselines", baselines)
+    if not args.no_baselines:
+        stage("baselines", baselines)
     stage("metrics", lambda: write_metrics(metrics_table(args.dataset, sorted(preds.glob("*.parquet")),
                                                          config["evaluate"]["ks"]), work / "metrics.tsv"))
     for name in ("metrics.tsv", "sid.meta.json", "sft/sft_report.json"):

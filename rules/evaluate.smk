@@ -13,6 +13,8 @@ rule predict_sft:
     params:
         hp=as_json(config["evaluate"]),
         launch=launcher("single_gpu.yaml"),
+    # On CPU (gpu=0) torch uses the job's threads (Snakemake sets OMP_NUM_THREADS).
+    threads: workflow.cores
     resources:
         gpu=0,
     conda:

@@ -48,6 +48,8 @@ rule sft:
         hp=as_json(config["sft"]),
         scratch="results/{dataset}/.scratch/sft",
         launch=launcher("zero2.yaml"),
+    # On CPU (gpu=0) torch uses the job's threads (Snakemake sets OMP_NUM_THREADS).
+    threads: workflow.cores
     resources:
         gpu=0,
     conda:

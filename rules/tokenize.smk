@@ -8,6 +8,8 @@ rule embed:
     params:
         hp=as_json(config["encoder"]),
         launch=launcher("multi_gpu.yaml"),
+    # On CPU (gpu=0) torch uses the job's threads (Snakemake sets OMP_NUM_THREADS).
+    threads: workflow.cores
     resources:
         gpu=0,
     conda:

@@ -186,6 +186,21 @@ def test_sid_tokens_are_single_tokens(sid_tokenizer):
     assert sid_tokenizer.tokenize("x<a_1><b_2> <c_3>y")[1:3] == ["<a_1>", "<b_2>"]
 
 
+def test_new_sid_rows_are_distinct_seeded_and_of_ordinary_scale(tiny_dir):
+    rows = []
+    for _ in range(2):
+        model, tokenizer = load_causal_lm(tiny_dir)
+        known = len(tokenizer)
+        ids = add_sid_tokens(model, tokenizer, CODES)
+        emb = model.get_input_embeddings().weight.detach()
+        rows.append(emb[ids].clone())
+    assert torch.equal(rows[0], rows[1])  # seeded
+    sid_rows, text_rows = rows[0], emb[:known]
+    assert len(torch.unique(sid_rows, dim=0)) == len(ids)  # every SID token distinguishable
+    ratio = sid_rows.norm(dim=1).mean() / text_rows.norm(dim=1).mean()
+    assert 0.5 < float(ratio) < 2.0
+
+
 def test_history_truncation_is_consistent():
     builder = PromptBuilder(CODES, TITLES, max_history=3)
     long = list(range(10))
@@ -278,10 +293,13 @@ def test_sft_with_lora_merges_into_a_plain_model(tiny_dir, tmp_path):
               scratch_dir=tmp_path / "scratch", log=lambda *_: None)
     model, tokenizer = load_causal_lm(tmp_path / "sft")
     assert not any("lora" in k for k in model.state_dict())
-    # The SID rows trained away from their shared mean initialisation.
+    # The SID rows trained away from their (seeded) initialisation.
+    start, start_tokenizer = load_causal_lm(tiny_dir)
+    add_sid_tokens(start, start_tokenizer, CODES)
     ids = tokenizer.convert_tokens_to_ids(["<a_0>", "<a_1>"])
-    rows = model.get_input_embeddings().weight[ids]
-    assert not torch.equal(rows[0], rows[1])
+    assert start_tokenizer.convert_tokens_to_ids(["<a_0>", "<a_1>"]) == ids
+    trained, initial = model.get_input_embeddings().weight[ids], start.get_input_embeddings().weight[ids]
+    assert not torch.allclose(trained, initial.to(trained.dtype))
 
 
 def test_sft_resumes_from_its_scratch_checkpoint(tiny_dir, tmp_path, monkeypatch):

@@ -152,7 +152,7 @@ SET_RES+=(sasrec:cpus_per_task=1 sasrec:runtime=30)
 cd "$REPO"
 CMD=(timeout -s INT -k 60 "$TIMEOUT" "$PY" -m snakemake --profile profiles/slurm
   --directory "$WORK" --snakefile "$REPO/Snakefile" --configfile "$WORK/config.yaml"
-  --jobs 4 --set-threads sasrec=1 --slurm-init-seconds-before-status-checks 2
+  --jobs 4 --set-threads sasrec=1 embed=1 sft=1 predict_sft=1 --slurm-init-seconds-before-status-checks 2
   --default-resources "${RES[@]}" --set-resources "${SET_RES[@]}")
 log "running: ${CMD[*]}"
 t=$SECONDS

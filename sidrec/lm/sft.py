@@ -105,12 +105,14 @@ def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray) -> list[int]:
     with neighbours), grow the embeddings if needed, and return the ids of every SID
     token (those already there included).
 
-    Rows of newly added tokens start at the mean of the existing rows. A random row of
-    the default init scale has a norm unrelated to the trained rows', so the new logits
-    would start at an arbitrary level and the first steps would mostly undo it; the mean
-    row is "an average token": its logit starts at an ordinary level and hidden states
-    of old text are untouched. The rows start identical, but each SID token gets its own
-    gradient from the first step (its own targets, its own contexts).
+    Rows of newly added tokens are drawn, seeded, from the existing rows' distribution:
+    their mean plus Gaussian noise with their per-dimension spread. The mean keeps a new
+    logit at an ordinary level (a row of arbitrary scale would start at an arbitrary
+    level, and the first steps would mostly undo it); the noise makes the SID tokens
+    distinguishable from the first step. Mean-only rows were tried and fail on a
+    from-scratch model: its random rows average to ~0, so every SID token started as
+    the same near-zero vector, in the input and (tied) in the output, and the tiny
+    model on ml-100k stayed below the popularity baseline (bench/RESULTS.md).
     """
     from tokenizers import AddedToken
 
@@ -126,15 +128,23 @@ def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray) -> list[int]:
     if new_ids:
         # Some models have spare rows beyond the tokenizer (no resize needed): initialise
         # by token id, not by "rows past the old matrix".
+        generator = torch.Generator().manual_seed(len(new_ids))
         with torch.no_grad():
             emb = model.get_input_embeddings().weight
-            emb[new_ids] = emb[:known].mean(dim=0, keepdim=True)
+            emb[new_ids] = _rows_like(emb[:known], len(new_ids), generator)
             out = model.get_output_embeddings()
             if out is not None and out.weight.data_ptr() != emb.data_ptr():
-                out.weight[new_ids] = out.weight[:known].mean(dim=0, keepdim=True)
+                out.weight[new_ids] = _rows_like(out.weight[:known], len(new_ids), generator)
                 if getattr(out, "bias", None) is not None:
                     out.bias[new_ids] = out.bias[:known].mean()
     return ids
+
+
+def _rows_like(rows: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """`n` rows drawn from N(mean, diag(var)) of `rows` (computed in float32)."""
+    ref = rows.float()
+    noise = torch.randn(n, ref.shape[1], generator=generator)
+    return (ref.mean(dim=0) + noise * ref.std(dim=0)).to(rows.dtype)
 
 
 def greedy_generation_config(tokenizer, sid_length: int):
@@ -452,10 +462,15 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
 
     resume = _prepare_scratch(scratch, _fingerprint(config, base_dir, train, valid), state, log)
 
+    step_ends: list[float] = []
+
     class LogCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs:
                 log(json.dumps({"step": state.global_step, **logs}))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            step_ends.append(time.perf_counter())
 
     trainer = Trainer(
         model=model, args=args, train_dataset=train, eval_dataset=valid, processing_class=tokenizer,
@@ -471,8 +486,16 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         model = model.merge_and_unload()
     model.generation_config = greedy_generation_config(tokenizer, np.asarray(sid_codes).shape[1])
     seconds = time.perf_counter() - start
+    # Peak memory of every process's GPU (ZeRO shards differ little, DDP not at all).
+    from accelerate.utils import gather_object
+    peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
+    peaks = gather_object([peak]) if state.num_processes > 1 else [peak]
     history = trainer.state.log_history  # includes what a resumed run logged before
     runtime = result.metrics.get("train_runtime")
+    # Steady-state speed: the median optimizer step (first steps, evaluations and
+    # checkpoints excluded by the median), for benchmarks across process counts.
+    step_seconds = float(np.median(np.diff(step_ends))) if len(step_ends) > 2 else None
+    tokens_per_step = trainer.state.num_input_tokens_seen / max(1, trainer.state.global_step)
     report = {
         "base": str(base_dir),
         "config": asdict(config) | {"tasks": list(config.tasks),
@@ -496,6 +519,10 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         "train_seconds": runtime,
         "train_tokens_per_second": trainer.state.num_input_tokens_seen / runtime if runtime else None,
         "seconds": seconds,
+        "median_step_seconds": step_seconds,
+        "steady_samples_per_second": per_step / step_seconds if step_seconds else None,
+        "steady_tokens_per_second": tokens_per_step / step_seconds if step_seconds else None,
+        "peak_gpu_memory_gib": peaks,
         "versions": _library_versions(),
     }
     if state.is_main_process:
