@@ -1,0 +1,75 @@
+"""How GPU rules start: the rule's `gpu` resource picks plain python, a 1-GPU
+`accelerate launch` or the multi-GPU (ZeRO-2 for SFT) one; a missing accelerate config
+and more processes than GPUs fail with messages that say what to change."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sidrec.cli import check_devices
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dry_run_commands(workdir: Path, *resources: str, root: Path = ROOT):
+    """Shell commands that a dry run prints, by stage module (sidrec.cli.<stage>)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--directory", str(workdir),
+         "--snakefile", str(root / "Snakefile"), "--configfile", str(root / "config/config.yaml"),
+         "--set-resources", *resources],
+        capture_output=True, text=True, timeout=300)
+    commands = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("Shell command:") and "sidrec.cli." in line:
+            stage = line.split("sidrec.cli.", 1)[1].split()[0]
+            commands[stage] = line.removeprefix("Shell command:").strip()
+    return out, commands
+
+
+def test_gpu_resource_chooses_the_launch_line(tmp_path):
+    out, commands = dry_run_commands(tmp_path, "sft:gpu=2", "predict_sft:gpu=1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    accel = ROOT / "config" / "accelerate"
+    assert commands["sft"].startswith(
+        f"accelerate launch --num_processes 2 --config_file {accel / 'zero2.yaml'} "
+        f"--deepspeed_config_file {accel / 'zero2.json'} -m sidrec.cli.sft ")
+    assert commands["predict"].startswith(
+        f"accelerate launch --num_processes 1 --config_file {accel / 'single_gpu.yaml'} -m sidrec.cli.predict ")
+    assert commands["embed"].startswith("python -m sidrec.cli.embed ")  # gpu=0: CPU, no launcher
+
+
+def test_every_accelerate_config_the_rules_name_exists():
+    accel = ROOT / "config" / "accelerate"
+    for name in ("single_gpu.yaml", "multi_gpu.yaml", "zero2.yaml", "zero2.json"):
+        assert (accel / name).is_file(), name
+
+
+def test_missing_accelerate_config_is_named_before_any_job(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for part in ("Snakefile", "rules", "config", "workflow", "envs", "sidrec"):
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, repo / part)
+    (repo / "config/accelerate/zero2.yaml").unlink()
+    out, _ = dry_run_commands(tmp_path / "work", "sft:gpu=2", root=repo)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "zero2.yaml" in text and "not found" in text, text[-3000:]
+
+
+@pytest.mark.parametrize("processes, gpus, fails", [(4, 1, True), (2, 2, False), (4, 0, False), (1, 0, False)])
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch, processes, gpus, fails):
+    import torch
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    if fails:
+        with pytest.raises(SystemExit, match=rf"launched {processes} processes on this node but it has {gpus} GPU"):
+            check_devices()
+    else:
+        check_devices()  # enough GPUs, or CPU processes
