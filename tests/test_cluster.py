@@ -38,6 +38,10 @@ def test_gpu_resource_chooses_the_launch_line(tmp_path):
     assert commands["predict"].startswith(
         f"accelerate launch --num_processes 1 --config_file {accel / 'single_gpu.yaml'} -m sidrec.cli.predict ")
     assert commands["embed"].startswith("python -m sidrec.cli.embed ")  # gpu=0: CPU, no launcher
+    # bench/sft_scaling.py times the rule's own command line.
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sft_scaling import launch_prefix
+    assert commands["sft"].startswith(launch_prefix(2) + " sidrec.cli.sft ")
 
 
 def test_every_accelerate_config_the_rules_name_exists():
