@@ -264,6 +264,10 @@ def test_sft_trains_and_writes_a_loadable_greedy_model(tiny_dir, tmp_path):
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3
     assert report["best_eval_loss"] == min(e["loss"] for e in report["eval_loss"])
     assert report["examples"]["train"] == 50 * 2 + N_ITEMS * 2 and report["examples"]["valid"] == 12
+    # Speed and memory for benchmarks: a median step, throughput consistent with it, no GPU here.
+    assert report["median_step_seconds"] > 0
+    assert report["steady_samples_per_second"] == pytest.approx(report["effective_batch"] / report["median_step_seconds"])
+    assert report["peak_gpu_memory_gib"] == [None]
     assert json.loads((out / "sft_report.json").read_text())["steps"] == 16
     assert not scratch.exists() and lines
     # Warmup (2 of 16 steps) then cosine decay, as configured.
