@@ -37,6 +37,31 @@ def dataset_spec(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def dataset_source_files(wildcards):
+    """The files a dataset is read from, as inputs of `dataset`: new or edited source
+    data makes every stage after it stale. A folder gives its visible files; ml-100k
+    without a path gives the recbole wheel's two files. A missing path gives nothing
+    here: the reader then stops with a message naming it."""
+    spec = config["datasets"][wildcards.dataset]
+    path = spec.get("path")
+    if path is None and spec["source"] == "movielens":
+        import importlib.util
+
+        found = importlib.util.find_spec("recbole")
+        if found is None or found.origin is None:
+            return []
+        path = Path(found.origin).parent / "dataset_example" / "ml-100k"
+        return [str(path / f"ml-100k.{ext}") for ext in ("inter", "item") if (path / f"ml-100k.{ext}").is_file()]
+    if path is None:
+        return []
+    path = Path(path)
+    if path.is_file():
+        return [str(path)]
+    if path.is_dir():
+        return sorted(str(f) for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
+    return []
+
+
 def max_history(wildcards):
     return config["datasets"][wildcards.dataset]["max_history"]
 

@@ -118,3 +118,15 @@ def test_second_run_does_nothing_and_a_param_change_reruns_only_its_dependents(b
     assert "predict_sft" in text and "metrics" in text
     for upstream in ("rule sft", "rule quantize", "rule embed", "rule sasrec"):
         assert upstream not in text, text
+
+
+def test_edited_source_data_makes_the_dataset_and_everything_after_it_stale(built):
+    source = built / "source" / "test.csv"
+    original = source.read_text()
+    try:
+        source.write_text(original.replace("U0,", "U0x,", 1))  # one user renamed
+        text = "".join(snakemake(built, "-n").__getattribute__(s) for s in ("stdout", "stderr"))
+        for rule in ("rule dataset:", "rule embed:", "rule sft:", "rule metrics:"):
+            assert rule in text, text[-3000:]
+    finally:
+        source.write_text(original)

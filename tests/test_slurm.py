@@ -1,6 +1,7 @@
 """The pipeline through `snakemake --profile profiles/slurm` on a real single-node SLURM
 cluster (ci/slurm/run_pipeline_on_slurm.sh, which installs and starts it): every rule of
-the DAG must run as a SLURM job. Needs root and apt-get; skipped otherwise, or when
+the DAG must run as a SLURM job; then a SLURM job that fails must be retried, say why,
+and leave the outputs of finished rules alone. Needs root and apt-get; skipped otherwise, or when
 SIDREC_SKIP_SLURM is set. About 4-6 minutes (a first run also installs slurm-wlm + munge)."""
 import json
 import os
@@ -74,3 +75,15 @@ def test_the_slurm_run_produced_the_metrics_table(slurm_run):
     metrics = pd.read_csv(work / "results/synth/metrics.tsv", sep="\t")
     assert set(metrics.model) == {"sft", "popularity", "sasrec"}
     assert metrics.value.between(0, 1).all()
+
+
+def test_a_failing_slurm_job_is_retried_named_and_leaves_finished_outputs_alone(slurm_run):
+    """Step 5 of the script: a malformed row in the source's valid.csv fails `dataset`
+    inside its SLURM job."""
+    work, output = slurm_run
+    report = json.loads((work / "slurm_fault.json").read_text())
+    assert report["exit"] != 0, report
+    assert len(report["dataset_jobs"]) == 2, report  # the profile's `retries: 1`
+    assert report["other_rules_submitted"] == [], report  # nothing downstream started
+    assert report["message_names_file_line_problem"], report  # "valid.csv:<line>: ... not a Python literal"
+    assert report["checked_outputs"] >= 20 and report["changed_outputs"] == [], report

@@ -244,5 +244,57 @@ if errors:
     sys.exit("FAILED:\n  " + "\n  ".join(errors))
 print(f"OK: all {len(EXPECTED)} rules ran as SLURM jobs", file=sys.stderr)
 EOF
+# ------------------------------------------------------------ 5. a failing SLURM job
+# A malformed row appended to the source's valid.csv makes the first rule (`dataset`)
+# fail inside its SLURM job. Expected: snakemake exits non-zero, the profile's retry
+# submits the job a second time, the per-job log names the file, line and problem, and
+# the outputs of the rules that finished in step 3 are byte-for-byte untouched
+# (`dataset`'s own outputs are removed by Snakemake, as those of a failed job).
+"$PY" - "$WORK" <<'EOF'
+import csv, hashlib, json, sys
+from pathlib import Path
+work = Path(sys.argv[1])
+skip = ("results/synth/data/", "results/synth/logs/", "results/synth/benchmarks/", "results/logs/",
+        "results/benchmarks/")
+files = {str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
+         for p in sorted((work / "results").rglob("*"))
+         if p.is_file() and not str(p.relative_to(work)).startswith(skip)}
+(work / "fault_before.json").write_text(json.dumps(files))
+source = work / "source" / "valid.csv"
+lines = source.read_text().splitlines()
+header = lines[0].split(",")
+row = {c: "" for c in header} | {"user_id": "U999", "history_item_id": "[1, two]", "item_id": "3",
+                                  "history_item_title": "['x']", "item_title": "x", "history_item_sid": "[]"}
+with open(source, "a", newline="") as f:
+    csv.DictWriter(f, fieldnames=header).writerow(row)
+(work / "fault_line.txt").write_text(str(len(lines) + 1))
+EOF
+FAULT_LOG="$WORK/snakemake_fault.log"
+log "fault run (a malformed row in valid.csv, line $(cat "$WORK/fault_line.txt")): ${CMD[*]}"
+rc=0; "${CMD[@]}" >"$FAULT_LOG" 2>&1 </dev/null || rc=$?
+log "fault run: snakemake exit $rc"
+"$PY" - "$WORK" "$FAULT_LOG" "$rc" <<'EOF'
+import hashlib, json, re, sys
+from pathlib import Path
+work, text, rc = Path(sys.argv[1]), Path(sys.argv[2]).read_text(), int(sys.argv[3])
+line = (work / "fault_line.txt").read_text().strip()
+before = json.loads((work / "fault_before.json").read_text())
+changed = sorted(f for f, h in before.items()
+                 if not (work / f).is_file() or hashlib.sha256((work / f).read_bytes()).hexdigest() != h)
+jobs = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.?$", text, re.M)
+dataset_logs = [Path(log) for _, log in jobs if "rule_dataset" in log]
+def names_the_problem(path):  # "<path>/valid.csv:<line>: history_item_id cell ... is not a Python literal"
+    body = path.read_text(errors="replace") if path.is_file() else ""
+    return re.search(rf"valid\.csv:{line}: history_item_id cell .* is not a Python literal", body) is not None
+report = {"exit": rc, "dataset_jobs": [j for j, log in jobs if "rule_dataset" in log],
+          "other_rules_submitted": sorted({m.group(1) for _, log in jobs
+                                           for m in [re.search(r"rule_(\w+)", log)] if m} - {"dataset"}),
+          "message_names_file_line_problem": any(names_the_problem(p) for p in
+                                                 [*dataset_logs, work / "results/synth/logs/dataset.log"]),
+          "checked_outputs": len(before), "changed_outputs": changed}
+(work / "slurm_fault.json").write_text(json.dumps(report, indent=1))
+print(json.dumps(report), file=sys.stderr)
+EOF
+
 OK=1
 log "done in $((SECONDS - T0))s"
