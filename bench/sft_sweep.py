@@ -58,7 +58,7 @@ def run_setting(setting: dict, results: str, base_tiny: dict, sft_defaults: dict
     model.eval()
     trie = SIDTrie.build(codes, level_token_ids(tokenizer, codes), device=device)
     builder = PromptBuilder(codes, titles)
-    out = {"name": setting["name"], "tiny": tiny, "sft": {kk: v for kk, v in hp.items()},
+    out = {"name": setting["name"], "tiny": tiny, "sft": dict(hp),
            "steps": report["steps"], "best_step": report["best_checkpoint_step"],
            "best_eval_loss": report["best_eval_loss"],
            "eval_loss": [(e["step"], round(e["loss"], 3)) for e in report["eval_loss"]],

@@ -111,8 +111,8 @@ def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray) -> list[int]:
     level, and the first steps would mostly undo it); the noise makes the SID tokens
     distinguishable from the first step. Mean-only rows were tried and fail on a
     from-scratch model: its random rows average to ~0, so every SID token started as
-    the same near-zero vector, in the input and (tied) in the output, and the tiny
-    model on ml-100k stayed below the popularity baseline (bench/RESULTS.md).
+    the same near-zero vector, in the input and (tied) in the output; with them the
+    tiny model on ml-100k learnt more slowly and stalled more often (bench/RESULTS.md).
     """
     from tokenizers import AddedToken
 
@@ -143,7 +143,7 @@ def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray) -> list[int]:
 def _rows_like(rows: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """`n` rows drawn from N(mean, diag(var)) of `rows` (computed in float32)."""
     ref = rows.float()
-    noise = torch.randn(n, ref.shape[1], generator=generator)
+    noise = torch.randn(n, ref.shape[1], generator=generator).to(ref.device)
     return (ref.mean(dim=0) + noise * ref.std(dim=0)).to(rows.dtype)
 
 
