@@ -12,11 +12,8 @@ place, so a crash never leaves a half-written model behind.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +21,7 @@ from typing import Sequence
 import torch
 
 from ..errors import InputError
+from ..io import atomic_dir
 
 SMOLLM2 = "smollm2-135m"
 TINY = "tiny"
@@ -36,27 +34,6 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 # ------------------------------------------------------------------- folder plumbing
-
-@contextlib.contextmanager
-def atomic_dir(path):
-    """Yield an empty temporary folder beside `path`; on success it replaces `path`.
-
-    On failure the temporary folder is removed and whatever was at `path` stays.
-    (Replacing an existing folder is remove-then-rename: two steps, but never a
-    half-written model under the final name.)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
 
 def _torch_dtype(dtype) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):

@@ -30,7 +30,8 @@ import torch
 
 from ..errors import InputError
 from ..sid import level_tokens
-from .base import atomic_dir, load_causal_lm
+from ..io import atomic_dir
+from .base import load_causal_lm
 from .prompts import TASKS, PromptBuilder, encode_examples
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
