@@ -17,7 +17,6 @@ import argparse
 import json
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 

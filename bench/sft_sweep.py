@@ -26,17 +26,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def run_setting(setting: dict, results: str, base_tiny: dict, sft_defaults: dict, k: int, beam: int) -> dict:
-    import numpy as np
     import torch
 
-    from sidrec.cli.predict import level_token_ids
     from sidrec.data.tables import read_items, read_samples
-    from sidrec.decode.beam import constrained_topk
-    from sidrec.decode.trie import SIDTrie
     from sidrec.lm.base import build_tiny, load_causal_lm
-    from sidrec.lm.prompts import PromptBuilder, encode_prompt, tokenizer_corpus
+    from sidrec.lm.prompts import tokenizer_corpus
     from sidrec.lm.sft import train_sft
     from sidrec.metrics import hit_rate_at_k, ndcg_at_k
+    from sidrec.recommend import Recommender
     from sidrec.sid import read_sid_json
 
     res = Path(results)
@@ -55,19 +52,14 @@ def run_setting(setting: dict, results: str, base_tiny: dict, sft_defaults: dict
                        scratch_dir=work / "scratch", log=lambda *_: None)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = load_causal_lm(work / "sft", dtype=torch.float32, device=device)
-    model.eval()
-    trie = SIDTrie.build(codes, level_token_ids(tokenizer, codes), device=device)
-    builder = PromptBuilder(codes, titles)
+    recommender = Recommender(model, tokenizer, codes, titles)
     out = {"name": setting["name"], "tiny": tiny, "sft": dict(hp),
            "steps": report["steps"], "best_step": report["best_checkpoint_step"],
            "best_eval_loss": report["best_eval_loss"],
            "eval_loss": [(e["step"], round(e["loss"], 3)) for e in report["eval_loss"]],
            "train_seconds": report["train_seconds"], "tokens_seen": report["train_tokens_seen"]}
     for split, samples in (("valid", valid), ("test", test)):
-        prompts = [encode_prompt(tokenizer, builder.eval_prompt(h)) for h in samples["history"]]
-        with torch.no_grad():
-            r = constrained_topk(model, prompts, trie, k=k, beam_width=beam, batch_size=64,
-                                 pad_token_id=tokenizer.pad_token_id, exact=False)
+        r = recommender.top_k(samples["history"], k, beam_width=beam, exact=False)
         targets = samples["target"].to_numpy()
         out[f"{split}_ndcg10"] = round(ndcg_at_k(r.items, targets, 10), 4)
         out[f"{split}_hr10"] = round(hit_rate_at_k(r.items, targets, 10), 4)

@@ -6,7 +6,8 @@ rule predict_sft:
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
         sid="results/{dataset}/sid.json",
-        code=code("decode/trie.py", "decode/beam.py", "lm/prompts.py", "evaluate.py", "cli/predict.py"),
+        code=code("decode/trie.py", "decode/beam.py", "lm/prompts.py", "recommend.py", "evaluate.py",
+                  "cli/predict.py"),
     output:
         valid="results/{dataset}/predictions/sft_valid.parquet",
         test="results/{dataset}/predictions/sft_test.parquet",

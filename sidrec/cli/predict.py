@@ -13,32 +13,14 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..data.tables import read_items, read_samples
-from ..decode.beam import constrained_topk
-from ..decode.trie import SIDTrie
 from ..evaluate import predictions_frame, write_predictions
 from ..lm.base import load_causal_lm
-from ..lm.prompts import PromptBuilder, encode_prompt
-from ..sid import code_token, read_sid_json
+from ..recommend import Recommender
+from ..sid import read_sid_json
 from . import check_devices, parse_params
-
-
-def level_token_ids(tokenizer, codes: np.ndarray) -> list[np.ndarray]:
-    """Per level, code -> vocabulary id of its token (-1 for codes no item uses)."""
-    out = []
-    for level in range(codes.shape[1]):
-        size = int(codes[:, level].max()) + 1
-        ids = np.full(size, -1, dtype=np.int64)
-        for code in np.unique(codes[:, level]):
-            tok = tokenizer.convert_tokens_to_ids(code_token(level, code))
-            if tok is None or tok == tokenizer.unk_token_id:
-                raise ValueError(f"the model's tokenizer has no token {code_token(level, code)}")
-            ids[code] = tok
-        out.append(ids)
-    return out
 
 
 def main(argv=None):
@@ -59,18 +41,15 @@ def main(argv=None):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model, tokenizer = load_causal_lm(args.model, dtype=dtype, device=device)
-    model.eval()
-    trie = SIDTrie.build(codes, level_token_ids(tokenizer, codes), device=device)
-    builder = PromptBuilder(codes, items["title"].tolist())
+    recommender = Recommender(model, tokenizer, codes, items["title"].tolist())
     data_dir = Path(args.data).parent
     for split, out in (("valid", args.out_valid), ("test", args.out_test)):
         samples = read_samples(data_dir / f"{split}.parquet", len(items))
         if hp.get("max_rows"):
             samples = samples.iloc[: hp["max_rows"]].reset_index(drop=True)
-        prompts = [encode_prompt(tokenizer, builder.eval_prompt(h)) for h in samples["history"]]
         start = time.perf_counter()
-        result = constrained_topk(model, prompts, trie, k=k, beam_width=max(k, hp.get("beam_width", 50)),
-                                  batch_size=hp.get("batch_size", 64), pad_token_id=tokenizer.pad_token_id)
+        result = recommender.top_k(samples["history"], k, beam_width=hp.get("beam_width", 50),
+                                   batch_size=hp.get("batch_size", 64))
         seconds = time.perf_counter() - start
         print(f"{split}: {len(samples)} rows in {seconds:.1f}s ({len(samples) / seconds:.1f} rows/s), "
               f"invalid outputs {result.invalid}, stats {result.stats}")
