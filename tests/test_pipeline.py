@@ -125,7 +125,8 @@ def test_edited_source_data_makes_the_dataset_and_everything_after_it_stale(buil
     original = source.read_text()
     try:
         source.write_text(original.replace("U0,", "U0x,", 1))  # one user renamed
-        text = "".join(snakemake(built, "-n").__getattribute__(s) for s in ("stdout", "stderr"))
+        out = snakemake(built, "-n")
+        text = out.stdout + out.stderr
         for rule in ("rule dataset:", "rule embed:", "rule sft:", "rule metrics:"):
             assert rule in text, text[-3000:]
     finally:
