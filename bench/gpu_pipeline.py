@@ -54,6 +54,7 @@ def main():
     from sidrec.tokenize import build_sids, fit_quantizer
 
     spec = dict(config["datasets"][args.dataset])
+    sft_params = {**config["sft"], **(spec.pop("sft", None) or {})}  # as rules/common.smk sft_params
     data = work / "data"
     k = max(config["evaluate"]["ks"])
 
@@ -85,7 +86,7 @@ def main():
             stage("base_smollm2", lambda: build_smollm2(base))
     stage("sft", lambda: cli("sft", "--base", base, "--data", data / "items.parquet", "--sid", work / "sid.json",
                              "--out", work / "sft", "--scratch", work / ".scratch/sft",
-                             "--params", json.dumps(config["sft"])))
+                             "--params", json.dumps(sft_params)))
     preds = work / "predictions"
     stage("predict_sft", lambda: cli("predict", "--model", work / "sft", "--data", data / "items.parquet",
                                      "--sid", work / "sid.json", "--out-valid", preds / "sft_valid.parquet",

@@ -21,7 +21,20 @@ def check_datasets():
             )
 
 
+def check_sft_overrides():
+    """A dataset's `sft` entry may only override keys that `sft` has (typos fail here,
+    before any job starts, not in the SFT job)."""
+    for name, spec in config["datasets"].items():
+        unknown = sorted(set(spec.get("sft") or {}) - set(config["sft"]))
+        if unknown:
+            raise ValueError(
+                f"config: key 'datasets.{name}.sft': unknown key(s) {unknown} "
+                f"(expected some of {sorted(config['sft'])})"
+            )
+
+
 check_datasets()
+check_sft_overrides()
 
 
 def all_targets():
@@ -34,7 +47,15 @@ def code(*modules):
 
 
 def dataset_spec(wildcards):
-    return config["datasets"][wildcards.dataset]
+    """How to read the dataset (its per-dataset `sft` overrides go to the sft rule)."""
+    return {k: v for k, v in config["datasets"][wildcards.dataset].items() if k != "sft"}
+
+
+def sft_params(wildcards):
+    """The SFT hyperparameters for this dataset: `sft`, updated with the dataset's own
+    `sft` entry. Changing either reruns exactly the SFT of the datasets it reaches."""
+    overrides = config["datasets"][wildcards.dataset].get("sft") or {}
+    return as_json({**config["sft"], **overrides})
 
 
 def dataset_source_files(wildcards):

@@ -45,7 +45,7 @@ rule sft:
     output:
         directory("results/{dataset}/sft"),
     params:
-        hp=as_json(config["sft"]),
+        hp=sft_params,
         scratch="results/{dataset}/.scratch/sft",
         launch=launcher("zero2.yaml"),
     # On CPU (gpu=0) torch uses the job's threads (Snakemake sets OMP_NUM_THREADS).

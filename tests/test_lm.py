@@ -349,6 +349,22 @@ def test_sft_config_rejects_bad_values():
 
 # ---------------------------------------------------------------- history loss
 
+def _rows_missing_from_loss(samples, kept):
+    """Rows whose target is in no kept row's loss with the row's history (or, for a
+    window cut to the longest history, its most recent part) right before it. A kept
+    row's loss covers every item of history + [target] after the first."""
+    sequences = {}
+    for u, h, t in zip(kept["user"], kept["history"], kept["target"]):
+        sequences.setdefault(u, []).append([int(i) for i in h] + [int(t)])
+    missing = []
+    for row, (u, h, t) in enumerate(zip(samples["user"], samples["history"], samples["target"])):
+        h, t = [int(i) for i in h], int(t)
+        if not any(s[j] == t and s[:j] == h[len(h) - j:]
+                   for s in sequences.get(u, []) for j in range(1, len(s))):
+            missing.append(row)
+    return missing
+
+
 def test_thin_windows_keeps_every_target_in_some_loss():
     from sidrec.lm.sft import thin_windows
     # One user walking items 0..29 with sliding windows of at most 4 history items,
@@ -362,11 +378,26 @@ def test_thin_windows_keeps_every_target_in_some_loss():
     kept = thin_windows(samples)
     assert len(kept) < len(samples) / 3
     assert kept.iloc[-1]["target"] == 2 and (kept["user"] == "b").sum() == 1  # last row per user kept
-    covered = {("a" if u == "a" else "b", int(t)) for u, t in zip(kept["user"], kept["target"])}
-    for u, h in zip(kept["user"], kept["history"]):
-        covered |= {(u, int(i)) for i in h[1:]}   # history items after the first are in the loss
-    expected = {(u, int(t)) for u, t in zip(samples["user"], samples["target"])}
-    assert expected <= covered
+    assert _rows_missing_from_loss(samples, kept) == []
+
+
+def test_thin_windows_keeps_every_target_of_prefix_expanded_sequences():
+    from sidrec.lm.sft import thin_windows
+    # MiniOneRec's reconstructed train: each of a user's sequences expanded into its
+    # prefixes (h1 -> h2, h1 h2 -> h3, ...), sequences of one user back to back, some
+    # overlapping. A stride over the user's rows would drop whole sequences' targets.
+    sequences = {"a": [[10, 11, 12, 13, 14, 15, 16], [11, 12, 13, 14, 15, 16, 17], [20, 21, 22]],
+                 "b": [[30, 31], [31, 32, 33, 34, 35, 36, 37]]}
+    users, histories, targets = [], [], []
+    for user, seqs in sequences.items():
+        for seq in seqs:
+            for i in range(1, len(seq)):
+                users.append(user), histories.append(seq[:i]), targets.append(seq[i])
+    samples = make_samples(users, histories, targets)
+    kept = thin_windows(samples)
+    assert _rows_missing_from_loss(samples, kept) == []
+    assert len(kept) == 5       # one row per sequence: the full one holds all its prefixes
+    assert sorted(map(int, kept["target"])) == [16, 17, 22, 31, 37]
 
 
 def test_history_loss_masks_from_the_second_history_item(sid_tokenizer):

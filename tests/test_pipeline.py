@@ -131,3 +131,21 @@ def test_edited_source_data_makes_the_dataset_and_everything_after_it_stale(buil
             assert rule in text, text[-3000:]
     finally:
         source.write_text(original)
+
+
+def test_a_dataset_sft_override_reruns_its_sft_and_a_misspelt_one_is_named(built):
+    config = yaml.safe_load((built / "config.yaml").read_text())
+    config["datasets"]["synth"]["sft"] = {"lr": 0.001}
+    (built / "override.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(built, "-n", "--configfile", str(built / "override.yaml"))
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "rule sft:" in text and "rule predict_sft:" in text
+    for upstream in ("rule dataset:", "rule quantize:", "rule sasrec:"):
+        assert upstream not in text, text
+
+    config["datasets"]["synth"]["sft"] = {"learning_rate": 0.001}
+    (built / "misspelt.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(built, "-n", "--configfile", str(built / "misspelt.yaml"))
+    assert out.returncode != 0
+    assert "datasets.synth.sft" in out.stdout + out.stderr and "learning_rate" in out.stdout + out.stderr

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..errors import InputError
@@ -279,12 +280,25 @@ def completion_loss(outputs, labels, num_items_in_batch=None):
 
 def thin_windows(samples):
     """With the loss on every history item, overlapping windows teach the same targets
-    again and again: keep, per user, the last row and every `stride`-th row before it
-    (stride = the longest history), so that each target is still in some kept row's
-    loss (as a history item after the first, or as the target), at ~1/stride the tokens.
-    Rows of a user are consecutive and chronological in the train table."""
+    again and again: keep only the rows needed for every row's target to be in some
+    kept row's loss, with the row's history (or its most recent part) before it.
+
+    Rows form chains: a row continues the previous one (same user) when its history is
+    the previous history plus the previous target, cut to the longest history (`stride`).
+    Leave-one-out makes one sliding chain per user; prefix expansions of separate
+    sequences (MiniOneRec's reconstructed Amazon train) make many short ones. Per chain,
+    keep the last row and every `stride`-th row before it: a kept row's loss covers its
+    own target and those of the `stride - 1` rows before it, at ~1/stride the tokens.
+    Rows of a chain must be consecutive and in order, as the train tables write them."""
     stride = max(1, max(len(h) for h in samples["history"]))
-    from_end = samples.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
+    users, targets = samples["user"].tolist(), samples["target"].tolist()
+    histories = [list(map(int, h)) for h in samples["history"]]
+    chain = np.zeros(len(samples), dtype=np.int64)
+    for i in range(1, len(samples)):
+        continues = (users[i] == users[i - 1]
+                     and histories[i] == (histories[i - 1] + [int(targets[i - 1])])[-stride:])
+        chain[i] = chain[i - 1] if continues else chain[i - 1] + 1
+    from_end = pd.Series(chain).groupby(chain, sort=False).cumcount(ascending=False).to_numpy()
     return samples[from_end % stride == 0].reset_index(drop=True)
 
 
