@@ -13,7 +13,7 @@ from sidrec.data.tables import make_samples
 from sidrec.errors import InputError
 from sidrec.lm.base import build_tiny, load_causal_lm, prepare_base
 from sidrec.lm.prompts import (
-    MAX_HISTORY, TASKS, PromptBuilder, encode_example, encode_examples, encode_prompt, tokenizer_corpus)
+    TASKS, PromptBuilder, encode_example, encode_examples, encode_prompt, tokenizer_corpus)
 from sidrec.lm.sft import (
     CompletionCollator, SFTConfig, _prepare_scratch, add_sid_tokens, completion_loss, train_sft)
 from sidrec.sid import code_token
@@ -207,7 +207,10 @@ def test_history_truncation_is_consistent():
     assert builder.eval_prompt(long) == builder.eval_prompt(long[-3:])
     assert builder.history_to_title(long, 11).prompt == builder.history_to_title(long[-3:], 11).prompt
     assert builder.sid(0) not in builder.eval_prompt(long)
-    assert PromptBuilder(CODES, TITLES).max_history == MAX_HISTORY
+    # By default the whole history: the data stage has cut it to the dataset's max_history.
+    assert PromptBuilder(CODES, TITLES).eval_prompt(long).startswith(f"History: {builder.sid(0)} ")
+    with pytest.raises(ValueError, match="max_history"):
+        PromptBuilder(CODES, TITLES, max_history=0)
 
 
 def test_examples_cover_every_task_deterministically(sid_tokenizer):

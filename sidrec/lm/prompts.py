@@ -29,10 +29,6 @@ import numpy as np
 from ..sid import code_token
 
 TASKS = ("next_item", "sid_to_title", "title_to_sid", "history_to_title")
-# The most recent items kept in a prompt. One constant, used by training and evaluation
-# alike; the data stage usually truncates histories already (ml-100k: 20, Amazon: 10),
-# in which case this is a no-op.
-MAX_HISTORY = 20
 # Between two items of a history. A single space costs one token; the item boundaries
 # are unambiguous anyway (every SID has the same length and starts with an `<a_..>`).
 ITEM_SEPARATOR = " "
@@ -62,17 +58,20 @@ class PromptBuilder:
     """Renders prompts from item SIDs (`sid_codes[i]` = codes of item i, one per level)
     and titles (`titles[i]` = title of item i)."""
 
-    def __init__(self, sid_codes: np.ndarray, titles: Sequence[str], max_history: int = MAX_HISTORY):
+    def __init__(self, sid_codes: np.ndarray, titles: Sequence[str], max_history: int | None = None):
+        """`max_history`: the most recent items a prompt keeps; None keeps the whole
+        history, already cut to the dataset's `max_history` by the data stage (the one
+        setting, shared with SASRec), for training and evaluation alike."""
         codes = np.asarray(sid_codes)
         if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
             raise ValueError(f"sid_codes must be an integer array [n_items, levels], got "
                              f"{codes.dtype} of shape {codes.shape}")
         if len(titles) != len(codes):
             raise ValueError(f"{len(titles)} titles for {len(codes)} items")
-        if max_history < 1:
-            raise ValueError(f"max_history must be >= 1, got {max_history}")
+        if max_history is not None and max_history < 1:
+            raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
         self.codes = codes
-        self.max_history = int(max_history)
+        self.max_history = None if max_history is None else int(max_history)
         self.sids = ["".join(code_token(level, c) for level, c in enumerate(row)) for row in codes]
         self.titles = [clean_title(t) for t in titles]
 
@@ -84,8 +83,10 @@ class PromptBuilder:
         return self.sids[int(item)]
 
     def history_text(self, history: Iterable[int]) -> str:
-        """The most recent `max_history` items, oldest first."""
-        recent = [int(i) for i in history][-self.max_history:]
+        """The most recent `max_history` items (all when None), oldest first."""
+        recent = [int(i) for i in history]
+        if self.max_history is not None:
+            recent = recent[-self.max_history:]
         if not recent:
             raise ValueError("empty history")
         return ITEM_SEPARATOR.join(self.sids[i] for i in recent)

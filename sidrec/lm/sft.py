@@ -515,7 +515,7 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         "base": str(base_dir),
         "config": asdict(config) | {"tasks": list(config.tasks),
                                     "lora_target_modules": list(config.lora_target_modules)},
-        "max_history": builder.max_history,
+        "longest_history": int(max(len(h) for h in train_rows["history"])),
         "examples": {"train": len(train), "valid": len(valid), "train_per_task": per_task},
         "sid_tokens": len(sid_ids),
         "vocabulary": len(tokenizer),
