@@ -202,3 +202,27 @@ def test_rejects_bad_input(model, trie):
         constrained_topk(model, [[1, 2]], trie, k=0, pad_token_id=0)
     empty = constrained_topk(model, [], trie, k=3, pad_token_id=0)
     assert empty.items.shape == (0, 3) and empty.invalid == 0
+
+
+def test_widening_stays_exact_when_its_first_round_is_capped(model, trie, brute, monkeypatch):
+    """The first widening round caps deep levels at budget / rows; rows it cuts short
+    must fail their certificate and be finished by the bounded rounds."""
+    from sidrec.decode import beam
+
+    calls = []
+    real = beam._decode_batch
+
+    def spy(*args, **kw):
+        out = real(*args, **kw)
+        calls.append((kw.get("max_width"), out.widths, out.certified.tolist()))
+        return out
+
+    monkeypatch.setattr(beam, "_decode_batch", spy)
+    monkeypatch.setattr(beam, "_WIDEN_BUDGET_FACTOR", 1)   # budget 4 x 2: every cap binds early
+    res = constrained_topk(model, PROMPTS, trie, k=8, beam_width=2, batch_size=4, pad_token_id=0)
+    _assert_exact(res, brute, 8)
+    capped = [c for c in calls if c[0] is not None]
+    assert capped and all(max(widths) <= cap for cap, widths, _ in capped)
+    assert any(not all(ok) for _, _, ok in capped)   # the cap cut some rows short...
+    assert res.stats["widen_rounds"] >= 2             # ...and later rounds finished them
+    assert res.stats["uncertified_rows"] == 0

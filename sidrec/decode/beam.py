@@ -29,8 +29,12 @@ How one row is decoded
    every level, every prefix scoring >= the row's k-th score from the pass before
    (that k-th score is a lower bound of the true k-th, because it belongs to real
    items). Such a pass is exact by construction and is checked by the same
-   certificate. Rows failing again (only float noise between batch shapes can do
-   that) get another guided pass, and after `_GUIDED_ROUNDS` a pass with no pruning at
+   certificate. The first widening round packs many rows into each forward: it sizes
+   them by what depth 1 needs (known exactly from the level-0 scores) and caps deeper
+   levels to fit the token budget; a row the cap cuts short fails its certificate and
+   goes on to rounds sized by the trie's (loose, safe) bound. Rows failing again
+   (only float noise between batch shapes can do that, or the cap) get further guided
+   passes, and after `_GUIDED_ROUNDS` a pass with no pruning at
    all (the beam covers each level's full fan-out), which is trivially certified.
    Guided widths replace the doubling schedule (B, 2B, 4B, ...): one pass with exactly
    the needed width per level costs fewer forward tokens than the doublings that lead
@@ -50,8 +54,9 @@ import torch
 
 from .trie import SIDTrie
 
-# Guided widening rounds before falling back to a pass with no pruning.
-_GUIDED_ROUNDS = 2
+# Guided widening rounds before falling back to a pass with no pruning: the first sized
+# by what depth 1 needs (capped), the others by the trie's bound (see _widening_chunks).
+_GUIDED_ROUNDS = 3
 # Log-softmax is computed in float32 over at most this many logits at a time (caps the
 # temporary float copy of a [rows, beams, vocab] logits tensor).
 _LSE_CHUNK_ELEMENTS = 1 << 28
@@ -132,12 +137,13 @@ def _collate(prompts, pad_token_id: int, device) -> tuple[torch.Tensor, torch.Te
 
 @torch.inference_mode()
 def _decode_batch(model, ids: torch.Tensor, attn: torch.Tensor, trie: SIDTrie, *, k_eff: int,
-                  widths: list[int], floor: torch.Tensor | None = None) -> _Pass:
+                  widths: list[int], floor: torch.Tensor | None = None, max_width: int | None = None) -> _Pass:
     """Beam-decode R left-padded rows: ids int64 [R, P], attn bool [R, P].
 
     widths[d] (d = 1..L-1): beams kept at depth d. With `floor` (float32 [R]) the width
     at each depth grows to hold every candidate scoring >= its row's floor (one host
-    sync per level; used only for widening passes).
+    sync per level; used only for widening passes), but not beyond `max_width`: what
+    that cuts off counts as pruned, so the certificate stays sound.
     """
     R, P = ids.shape
     L = trie.levels
@@ -192,6 +198,8 @@ def _decode_batch(model, ids: torch.Tensor, attn: torch.Tensor, trie: SIDTrie, *
             need = int((cand >= floor[:, None]).sum(1).max().item())
             # rounded up so that passes share a few shapes (kernel/allocator reuse)
             width = max(width, -(-need // _WIDTH_STEP) * _WIDTH_STEP)
+            if max_width is not None:
+                width = max(widths[d + 1], min(width, max_width))
         width = max(1, min(width, trie.n_nodes[d + 1], cand.shape[1]))
         top, idx = cand.topk(min(width + 1, cand.shape[1]), dim=1)
         if top.shape[1] > width:
@@ -215,14 +223,23 @@ def _check_model(model) -> None:
 
 
 def _widening_chunks(level0: np.ndarray, floor: np.ndarray, trie: SIDTrie, base: list[int],
-                     budget: int) -> list[np.ndarray]:
+                     budget: int, optimistic: bool = False) -> list[tuple[np.ndarray, int | None]]:
     """Group failing rows so that rows x (widest step) stays within `budget` query tokens.
 
-    The width a row can need at depth d is at most the number of depth-d nodes under
-    the level-0 codes scoring >= its floor (trie.below), rounded as `_decode_batch`
-    rounds. level0 float32 [n, K_0], floor float32 [n] -> index arrays into the n rows."""
-    below = trie.below.cpu().numpy()                                       # [L-1, K_0]
-    need = (level0 >= floor[:, None]).astype(np.int64) @ below.T           # [n, L-1]
+    level0 float32 [n, K_0], floor float32 [n] -> (index array into the n rows, max_width)
+    per chunk. The width a row needs at depth 1 is exact: its level-0 codes scoring >=
+    its floor. Deeper, it is at most the depth-d nodes under those codes (trie.below),
+    a bound that is often ~20x what the pass then holds (bench/RESULTS.md).
+    optimistic: size chunks by the depth-1 need and cap every depth at budget / rows
+    (rows the cap cuts short fail their certificate and go to the bounded rounds);
+    otherwise size them by the bound, with no cap. Widths are rounded as
+    `_decode_batch` rounds them."""
+    if optimistic:
+        need = (level0 >= floor[:, None]).sum(1, keepdims=True).astype(np.int64)
+        need = np.repeat(need, trie.levels - 1, axis=1)
+    else:
+        below = trie.below.cpu().numpy()                                   # [L-1, K_0]
+        need = (level0 >= floor[:, None]).astype(np.int64) @ below.T       # [n, L-1]
     need = -(-need // _WIDTH_STEP) * _WIDTH_STEP
     need = np.clip(need, np.asarray(base[1:], dtype=np.int64), np.asarray(trie.n_nodes[1:-1], dtype=np.int64))
     peak = need.max(1, initial=1)
@@ -232,7 +249,9 @@ def _widening_chunks(level0: np.ndarray, floor: np.ndarray, trie: SIDTrie, base:
         end = start + 1
         while end < len(order) and (end - start + 1) * peak[order[end]] <= budget:
             end += 1
-        chunks.append(order[start:end])
+        rows = order[start:end]
+        cap = max(int(peak[rows].max()), budget // len(rows)) if optimistic else None
+        chunks.append((rows, cap))
         start = end
     return chunks
 
@@ -282,10 +301,10 @@ def constrained_topk(model, prompts: list[list[int]], trie: SIDTrie, *, k: int,
     if n == 0:
         return DecodeResult(items, scores, 0, stats)
 
-    def run(rows: np.ndarray, floor: np.ndarray | None, widths: list[int]) -> _Pass:
+    def run(rows: np.ndarray, floor: np.ndarray | None, widths: list[int], max_width: int | None = None) -> _Pass:
         ids, attn = _collate([prompts[r] for r in rows], pad, device)
         f = None if floor is None else torch.as_tensor(floor, dtype=torch.float32, device=device)
-        res = _decode_batch(model, ids, attn, trie, k_eff=k_eff, widths=widths, floor=f)
+        res = _decode_batch(model, ids, attn, trie, k_eff=k_eff, widths=widths, floor=f, max_width=max_width)
         stats["prefill_tokens"] += int(ids.numel())
         stats["decode_tokens"] += res.decode_tokens
         stats["max_widths"] = [max(a, b) for a, b in zip(stats["max_widths"], res.widths)]
@@ -324,9 +343,10 @@ def constrained_topk(model, prompts: list[list[int]], trie: SIDTrie, *, k: int,
                      else kth - 4 * eps * (1.0 + np.abs(kth))).astype(np.float32)
             if full:
                 stats["full_fanout_rows"] += int(pending.size)
-            for chunk in _widening_chunks(level0[pending], floor, trie, base, budget):
+            optimistic = stats["widen_rounds"] == 1
+            for chunk, cap in _widening_chunks(level0[pending], floor, trie, base, budget, optimistic):
                 rows = pending[chunk]
-                res = run(rows, floor[chunk], base)
+                res = run(rows, floor[chunk], base, cap)
                 items[rows, :k_eff] = res.items.cpu().numpy()
                 scores[rows, :k_eff] = res.scores.cpu().numpy()
                 certified[rows] = res.certified.cpu().numpy()
