@@ -54,7 +54,7 @@ def main():
     rec = Recommender(model, tokenizer, codes, titles)
 
     passes = []             # one entry per _decode_batch call
-    planned = []            # per widening chunk: the width it was sized for
+    planned = []            # per widening chunk: rows, cap, depth-1 need and trie bound
     real_decode, real_chunks = beam._decode_batch, beam._widening_chunks
 
     def timed_decode(model, ids, attn, trie, **kw):
@@ -94,7 +94,8 @@ def main():
                 "seconds": round(sum(p["seconds"] for p in rows), 2)}
 
     widening = [p for p in passes if p["widening"]]
-    report = {"mode": "bounded only" if args.bounded_only else "capped first round", "model": args.model, "split": args.split, "rows": len(samples), "k": args.k,
+    report = {"mode": "bounded only" if args.bounded_only else "capped first round",
+              "model": args.model, "split": args.split, "rows": len(samples), "k": args.k,
               "beam": args.beam, "batch_size": args.batch_size,
               "device": str(next(model.parameters()).device), "seconds": round(total, 2),
               "rows_per_second": round(len(samples) / total, 1), "stats": result.stats,

@@ -229,7 +229,7 @@ def _widening_chunks(level0: np.ndarray, floor: np.ndarray, trie: SIDTrie, base:
     level0 float32 [n, K_0], floor float32 [n] -> (index array into the n rows, max_width)
     per chunk. The width a row needs at depth 1 is exact: its level-0 codes scoring >=
     its floor. Deeper, it is at most the depth-d nodes under those codes (trie.below),
-    a bound that is often ~20x what the pass then holds (bench/RESULTS.md).
+    a bound ~16x what the passes then held on Industrial (bench/RESULTS.md).
     optimistic: size chunks by the depth-1 need and cap every depth at budget / rows
     (rows the cap cuts short fail their certificate and go to the bounded rounds);
     otherwise size them by the bound, with no cap. Widths are rounded as
