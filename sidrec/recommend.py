@@ -4,37 +4,41 @@ item history to ranked items (evaluation, benchmarks, and later serving and RL).
 The prompt comes from `prompts.PromptBuilder.eval_prompt` (the training prompt), the
 SID tokens are looked up in the model's own tokenizer, and `decode.constrained_topk`
 walks the SID trie, so every returned item is a catalogue item.
+
+    rec = Recommender.from_artifacts("results/ml-100k/sft", "results/ml-100k/data/items.parquet",
+                                     "results/ml-100k/sid.json", device="cuda")
+    result = rec.top_k(histories, k=10)     # result.items [rows, 10], best first
 """
 from __future__ import annotations
 
 from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 
+from .data.tables import read_items
 from .decode.beam import DecodeResult, constrained_topk
 from .decode.trie import SIDTrie
+from .lm.base import load_causal_lm, resolve_device
 from .lm.prompts import PromptBuilder, encode_prompt
-from .sid import code_token
-
-
-def level_token_ids(tokenizer, codes: np.ndarray) -> list[np.ndarray]:
-    """Per level, code -> vocabulary id of its token (-1 for codes no item uses)."""
-    out = []
-    for level in range(codes.shape[1]):
-        size = int(codes[:, level].max()) + 1
-        ids = np.full(size, -1, dtype=np.int64)
-        for code in np.unique(codes[:, level]):
-            tok = tokenizer.convert_tokens_to_ids(code_token(level, code))
-            if tok is None or tok == tokenizer.unk_token_id:
-                raise ValueError(f"the model's tokenizer has no token {code_token(level, code)}")
-            ids[code] = tok
-        out.append(ids)
-    return out
+from .lm.vocab import level_token_ids
+from .sid import read_sid_json
 
 
 class Recommender:
     """A fine-tuned model + its tokenizer over a catalogue (`codes[i]`: item i's SID
-    codes, `titles[i]`: its title). The trie lives on the model's device."""
+    codes, `titles[i]`: its title).
+
+    Attributes, public for stages that need more than `top_k` (an RL rollout samples
+    with the model, constrained by the trie, from the same prompts):
+      model, tokenizer  the causal LM (eval mode) and its tokenizer (SID tokens included)
+      builder           the `PromptBuilder` of training: `eval_prompt(history)`,
+                        `sid(item)`, `codes` (int [n_items, levels])
+      trie              the catalogue's `SIDTrie` on the model's device: per depth, the
+                        allowed next codes of each prefix (`child`) and their token ids
+                        (`level_tokens`), leaf -> item (`leaf_item`), item -> its token
+                        ids (`item_tokens`, e.g. to score a sampled SID as an item)
+    """
 
     def __init__(self, model, tokenizer, codes: np.ndarray, titles: Sequence[str]):
         self.model, self.tokenizer = model, tokenizer
@@ -42,7 +46,26 @@ class Recommender:
         device = next(model.parameters()).device
         self.trie = SIDTrie.build(codes, level_token_ids(tokenizer, codes), device=device)
 
+    @classmethod
+    def from_artifacts(cls, model_dir, items, sid, *, device: str | None = "cpu",
+                       dtype=None) -> "Recommender":
+        """The recommender of a pipeline's artifacts: `model_dir` a save_pretrained
+        folder (e.g. sft/), `items` the items.parquet (titles), `sid` the sid.json of
+        that catalogue. `device`: "cpu", "cuda", "cuda:N" (RuntimeError without CUDA)
+        or None (CUDA when available); `dtype` (torch dtype or name): default bfloat16
+        on CUDA (what predict has always decoded in there), float32 on the CPU (bf16
+        matmuls on a CPU are slow or emulated). InputError naming the file for a missing
+        or malformed artifact."""
+        device = resolve_device(device)
+        if dtype is None:
+            dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+        items_table = read_items(items)
+        codes = read_sid_json(sid, n_items=len(items_table))
+        model, tokenizer = load_causal_lm(model_dir, dtype=dtype, device=device)
+        return cls(model, tokenizer, codes, items_table["title"].tolist())
+
     def prompts(self, histories: Iterable[Sequence[int]]) -> list[list[int]]:
+        """Prompt ids per history, exactly as training encoded them."""
         return [encode_prompt(self.tokenizer, self.builder.eval_prompt(h)) for h in histories]
 
     def top_k(self, histories: Iterable[Sequence[int]], k: int, *, beam_width: int = 50,

@@ -14,8 +14,9 @@ from sidrec.errors import InputError
 from sidrec.lm.base import build_tiny, load_causal_lm, prepare_base
 from sidrec.lm.prompts import (
     TASKS, PromptBuilder, encode_example, encode_examples, encode_prompt, tokenizer_corpus)
-from sidrec.lm.sft import (
-    CompletionCollator, SFTConfig, _prepare_scratch, add_sid_tokens, completion_loss, train_sft)
+from sidrec.lm.run import fingerprint, is_complete_checkpoint, prepare_scratch, save_final
+from sidrec.lm.sft import CompletionCollator, EncodedExamples, SFTConfig, completion_loss, train_sft
+from sidrec.lm.vocab import add_sid_tokens
 from sidrec.sid import code_token
 
 # ---------------------------------------------------------------- fixture data
@@ -260,8 +261,10 @@ def test_sft_trains_and_writes_a_loadable_greedy_model(tiny_dir, tmp_path):
     out, scratch = tmp_path / "sft", tmp_path / "scratch"
     config = SFTConfig(max_steps=16, lr=3e-3, batch_size=16, eval_steps=8, logging_steps=1, warmup_ratio=0.1)
     lines = []
+    # device="cpu": on the CPU even where CUDA is visible (a rule run with gpu=0).
     report = train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, out, config, scratch_dir=scratch,
-                       log=lines.append)
+                       log=lines.append, device="cpu")
+    assert report["device"] == "cpu" and report["bf16"] is False
     losses = [e["loss"] for e in report["train_loss"]]
     assert report["steps"] == 16 and len(losses) >= 10
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3
@@ -319,27 +322,108 @@ def test_sft_resumes_from_its_scratch_checkpoint(tiny_dir, tmp_path, monkeypatch
     monkeypatch.setattr(sft, "greedy_generation_config", lambda *a: 1 / 0)  # dies after training
     with pytest.raises(ZeroDivisionError):
         train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, out, config, scratch_dir=scratch, log=lambda *_: None)
-    assert not out.exists() and (scratch / "checkpoint-6").is_dir()
-    shutil.rmtree(scratch / "checkpoint-6")  # as if it had died between steps 3 and 6
+    assert not out.exists() and is_complete_checkpoint(scratch / "checkpoint-6")
+    # As if it had died while saving step 6: Trainer writes trainer_state.json last.
+    (scratch / "checkpoint-6" / "trainer_state.json").unlink()
     monkeypatch.undo()
     lines = []
     report = train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, out, config, scratch_dir=scratch, log=lines.append)
+    assert any("incomplete checkpoint" in line and "checkpoint-6" in line for line in lines)
     assert any("resuming from" in line and "checkpoint-3" in line for line in lines)
     assert [e["step"] for e in report["eval_loss"]] == [3, 6]  # the first run's history is kept
     assert report["steps"] == 6 and not scratch.exists()
     load_causal_lm(out)
 
 
+def test_sft_device_cuda_requires_cuda(tiny_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, tmp_path / "sft", SFTConfig(max_steps=1),
+                  scratch_dir=tmp_path / "scratch", log=lambda *_: None, device="cuda")
+    with pytest.raises(ValueError, match="device"):
+        train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, tmp_path / "sft", SFTConfig(max_steps=1),
+                  scratch_dir=tmp_path / "scratch", log=lambda *_: None, device="gpu")
+    assert not (tmp_path / "scratch").exists() and not (tmp_path / "sft").exists()
+
+
+# ---------------------------------------------------------------- run scaffolding
+
+def _checkpoint(scratch, step, files=("trainer_state.json", "model.safetensors")):
+    folder = scratch / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).write_text("{}")
+    return folder
+
+
 def test_scratch_resumes_only_its_own_run(tmp_path):
+    _checkpoint(tmp_path, 3)
+    assert prepare_scratch(tmp_path, "aaa", log=print) is None  # unknown origin: cleared
+    assert not (tmp_path / "checkpoint-3").exists()
+    _checkpoint(tmp_path, 5)
+    assert prepare_scratch(tmp_path, "aaa", log=print).endswith("checkpoint-5")
+    assert prepare_scratch(tmp_path, "bbb", log=print) is None
+
+
+def test_scratch_never_resumes_an_incomplete_checkpoint(tmp_path):
     from accelerate import PartialState
 
-    state = PartialState()
-    (tmp_path / "checkpoint-3").mkdir()
-    assert _prepare_scratch(tmp_path, "aaa", state, print) is None  # unknown origin: cleared
-    assert not (tmp_path / "checkpoint-3").exists()
-    (tmp_path / "checkpoint-5").mkdir()
-    assert _prepare_scratch(tmp_path, "aaa", state, print).endswith("checkpoint-5")
-    assert _prepare_scratch(tmp_path, "bbb", state, print) is None
+    state, lines = PartialState(), []
+    prepare_scratch(tmp_path, "aaa", state, lines.append)
+    _checkpoint(tmp_path, 4)
+    _checkpoint(tmp_path, 8, files=("model.safetensors",))     # died before trainer_state.json
+    _checkpoint(tmp_path, 12, files=("trainer_state.json",))   # no weights
+    _checkpoint(tmp_path, 10, files=("trainer_state.json", "adapter_model.safetensors"))  # LoRA
+    assert prepare_scratch(tmp_path, "aaa", state, lines.append).endswith("checkpoint-10")
+    assert not (tmp_path / "checkpoint-12").exists() and not (tmp_path / "checkpoint-8").exists()
+    assert sum("incomplete checkpoint" in line for line in lines) == 2
+    # Nothing complete left: a clean start, the stamp kept.
+    (tmp_path / "checkpoint-4" / "trainer_state.json").unlink()
+    (tmp_path / "checkpoint-10" / "adapter_model.safetensors").unlink()
+    assert prepare_scratch(tmp_path, "aaa", state, lines.append) is None
+    assert (tmp_path / "fingerprint.txt").read_text().strip() == "aaa"
+
+
+def test_fingerprint_follows_config_base_and_data(tmp_path, sid_tokenizer):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    examples = PromptBuilder(CODES, TITLES).examples(TRAIN.iloc[:5], ("next_item",))
+    data = EncodedExamples.encode(sid_tokenizer, examples)
+    config = {"lr": 1e-3, "tasks": ("next_item",)}
+    ref = fingerprint(config, base, (data, b"valid"))
+    assert ref == fingerprint(dict(config), base, (EncodedExamples.encode(sid_tokenizer, examples), b"valid"))
+    assert len(ref) == 64 and int(ref, 16) >= 0
+    assert fingerprint(config | {"lr": 2e-3}, base, (data, b"valid")) != ref
+    assert fingerprint(config, base, (data.select(np.arange(len(data)) > 0), b"valid")) != ref
+    assert fingerprint(config, base, (data, b"valid2")) != ref
+    assert fingerprint(config, base, (data, np.arange(3))) != fingerprint(config, base, (data, np.arange(4)))
+    (base / "config.json").write_text('{"hidden_size": 8}')  # the base was rebuilt
+    assert fingerprint(config, base, (data, b"valid")) != ref
+    with pytest.raises(TypeError, match="fingerprint"):
+        fingerprint(config, base, (object(),))
+
+
+def test_save_final_is_atomic(tiny_dir, tmp_path):
+    model, tokenizer = load_causal_lm(tiny_dir)
+    out = tmp_path / "final"
+    save_final(out, model, tokenizer, {"steps": 1}, report_name="run_report.json", dtype=torch.bfloat16)
+    assert json.loads((out / "run_report.json").read_text()) == {"steps": 1}
+    reloaded, _ = load_causal_lm(out)
+    assert reloaded.dtype == torch.bfloat16  # saved in the asked dtype
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    class Failing:  # dies after the model is written into the temporary folder
+        def save_pretrained(self, path):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_final(out, model, Failing(), {"steps": 2}, report_name="run_report.json")
+    with pytest.raises(TypeError):  # a report that is not JSON fails before any writing
+        save_final(out, model, tokenizer, {"steps": object()}, report_name="run_report.json")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]  # no temporary folder left
 
 
 def test_sft_config_rejects_bad_values():

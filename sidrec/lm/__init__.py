@@ -1,3 +1,4 @@
-"""Language models: base models (base.py), the one prompt builder (prompts.py), and
-supervised fine-tuning (sft.py). `base` and `prompts` do not depend on any trainer, so
-RL and serving reuse them."""
+"""Language models: base models and the one loader (base.py), the one prompt builder
+(prompts.py), the SID vocabulary and its token ids (vocab.py), the scaffolding of a
+training run (run.py: scratch folder, resume, fingerprint, final save) and supervised
+fine-tuning (sft.py). Only sft.py knows SFT: RL and serving build on the other four."""

