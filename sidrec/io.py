@@ -1,13 +1,15 @@
-"""Atomic writes and safe reads: nothing half-written, nothing `eval`ed."""
+"""Atomic writes and safe reads: nothing half-written, nothing `eval`ed, and checkpoints
+that unpickle nothing but tensors and plain values (`torch.load(weights_only=True)`)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from .errors import InputError
 
@@ -67,14 +69,72 @@ def read_json(path):
         raise InputError(path, f"malformed JSON: {e.msg}", line=e.lineno) from None
 
 
-def write_bytes(path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+def plain(obj):
+    """Deep-convert numpy scalars/arrays, tuples and str subclasses to plain Python values
+    (tensors are left as they are), so that `torch.load(weights_only=True)` accepts them:
+    it refuses numpy objects and str subclasses such as `torch.__version__`."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def _check_weights_only(obj, where: str) -> None:
+    """TypeError unless `obj` is tensors and plain values only (dict keys str)."""
+    import torch  # torch only in the checkpoint functions: data stages never need it
+
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: key {k!r} is not a str")
+            _check_weights_only(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_weights_only(v, f"{where}[{i}]")
+    elif not (obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor)):
+        raise TypeError(f"{where}: {type(obj).__name__} cannot go into a weights_only checkpoint")
+
+
+def save_checkpoint(path, fmt: str, payload: dict) -> None:
+    """Write `{"format": fmt, **payload}` as one torch file, atomically.
+
+    Values are made plain first (`plain`: numpy -> Python, tuples -> lists); anything
+    left that is neither a tensor nor a plain value is a TypeError before writing, so the
+    file always reads back with `load_checkpoint` (`torch.load(weights_only=True)`).
+    """
+    import torch
+
+    if "format" in payload:
+        raise ValueError("payload must not hold a 'format' key: save_checkpoint sets it")
+    payload = {"format": str(fmt), **plain(payload)}
+    _check_weights_only(payload, "checkpoint")
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path, fmt: str, what: str) -> dict:
+    """Read a `save_checkpoint` file on the CPU -> the payload dict (its "format" included).
+
+    Raises InputError naming `path` when the file is missing, unreadable (truncated, not
+    a torch file, or holding objects that `weights_only=True` refuses to unpickle), or
+    not tagged `fmt` ("not a {what} checkpoint").
+    """
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a torch file, disallowed pickle content
+        raise InputError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise InputError(path, f"not a {what} checkpoint (expected format {fmt!r})")
+    return payload

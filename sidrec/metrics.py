@@ -32,20 +32,32 @@ def _target_ranks(ranked, targets, k: int) -> np.ndarray:
     return np.where(hits.any(1), hits.argmax(1), -1).astype(np.int64)
 
 
+def _hit_rate(ranks: np.ndarray) -> float:
+    return float((ranks >= 0).mean()) if ranks.size else float("nan")
+
+
+def _ndcg(ranks: np.ndarray) -> float:
+    if not ranks.size:
+        return float("nan")
+    gains = np.where(ranks >= 0, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+    return float(gains.mean())
+
+
 def hit_rate_at_k(ranked, targets, k: int) -> float:
     """Fraction of rows whose target is in the first k (nan for no rows)."""
-    ranks = _target_ranks(ranked, targets, k)
-    return float((ranks >= 0).mean()) if ranks.size else float("nan")
+    return _hit_rate(_target_ranks(ranked, targets, k))
 
 
 def ndcg_at_k(ranked, targets, k: int) -> float:
     """Mean of 1 / log2(rank + 2) over rows, 0 for a target outside the first k (nan for
     no rows)."""
+    return _ndcg(_target_ranks(ranked, targets, k))
+
+
+def ndcg_hr_at_k(ranked, targets, k: int) -> tuple[float, float]:
+    """(ndcg_at_k, hit_rate_at_k), the same values, finding each target's rank once."""
     ranks = _target_ranks(ranked, targets, k)
-    if not ranks.size:
-        return float("nan")
-    gains = np.where(ranks >= 0, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
-    return float(gains.mean())
+    return _ndcg(ranks), _hit_rate(ranks)
 
 
 def metric_rows(*, dataset: str, model: str, split: str, ranked, targets,

@@ -7,10 +7,10 @@ import torch
 
 from sidrec.baselines.popularity import fit_popularity, rank_popularity
 from sidrec.baselines.sasrec import (
-    SASRec, SASRecConfig, _local_ndcg_hr_at_k, _ndcg_hr_at_k, encode_histories, load_sasrec, rank_sasrec,
-    save_sasrec, train_sasrec)
+    SASRec, SASRecConfig, encode_histories, load_sasrec, rank_sasrec, save_sasrec, train_sasrec)
 from sidrec.data.tables import make_samples
 from sidrec.errors import InputError
+from sidrec.metrics import hit_rate_at_k, ndcg_at_k
 
 
 # ---------------------------------------------------------------- popularity
@@ -186,11 +186,45 @@ def test_config_is_checked():
         SASRecConfig(dropout=1.0)
 
 
-def test_early_stopping_metrics_match_definition():
-    ranked = np.array([[3, 1, 2], [0, 2, 1], [1, 0, 2]])
-    targets = np.array([1, 5, 1])
-    expected = ((1 / np.log2(3) + 0 + 1) / 3, 2 / 3)
-    assert _local_ndcg_hr_at_k(ranked, targets, 2) == pytest.approx(expected)
-    # The dispatcher (shared sidrec.metrics where present) agrees with the local copy.
-    assert _ndcg_hr_at_k(ranked, targets, 2) == pytest.approx(expected)
-    assert _ndcg_hr_at_k(ranked, targets, 10) == pytest.approx(_local_ndcg_hr_at_k(ranked, targets, 3))
+def test_early_stopping_metric_is_metrics_ndcg(trained):
+    train, valid, _, _, _ = trained
+    # One epoch: the returned model holds exactly the weights that epoch was scored with.
+    config = SASRecConfig(**{**CONFIG.__dict__, "max_epochs": 1})
+    model, report = train_sasrec(train, valid, N_ITEMS, config, log=None)
+    ranked, _ = rank_sasrec(model, valid, k=10)
+    targets = valid["target"].to_numpy()
+    ndcg = report["epochs"][0]["valid_ndcg@10"]
+    assert 0 < ndcg < 1  # a value that tells definitions apart
+    assert ndcg == report["best_valid_ndcg@10"] == ndcg_at_k(ranked, targets, 10)
+    assert report["best_valid_hr@10"] == hit_rate_at_k(ranked, targets, 10)
+
+
+def test_tiny_catalogue_scores_what_it_ranks():
+    # 5 items < EVAL_K: ranked lists hold all 5, and the early-stopping metric is @5.
+    train = make_samples(["u"] * 4, [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3]], [1, 2, 3, 4])
+    valid = make_samples(["u"], [[1, 2, 3, 4]], [0])
+    config = SASRecConfig(hidden=8, heads=2, inner_size=16, max_len=4, max_epochs=1)
+    model, report = train_sasrec(train, valid, 5, config, log=None)
+    ranked, _ = rank_sasrec(model, valid, k=10)
+    assert ranked.shape == (1, 5)
+    assert report["best_valid_ndcg@10"] == ndcg_at_k(ranked, valid["target"].to_numpy(), 5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sasrec_trains_on_cuda_deterministically(trained, tmp_path):
+    train, valid, _, _, _ = trained
+    config = SASRecConfig(**{**CONFIG.__dict__, "max_epochs": 2, "device": "cuda"})
+    cuda_state = torch.cuda.get_rng_state()
+    a, ra = train_sasrec(train, valid, N_ITEMS, config, log=None)
+    assert torch.equal(torch.cuda.get_rng_state(), cuda_state)  # CUDA's RNG is left alone too
+    b, rb = train_sasrec(train, valid, N_ITEMS, config, log=None)
+    assert next(a.parameters()).is_cuda
+    assert [e["train_loss"] for e in ra["epochs"]] == [e["train_loss"] for e in rb["epochs"]]
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    ranked, _ = rank_sasrec(a, valid, k=10)
+    assert ra["best_valid_ndcg@10"] == ndcg_at_k(ranked, valid["target"].to_numpy(), 10)
+    save_sasrec(tmp_path / "cuda.pt", a, config, ra)  # weights go to the CPU in the file
+    loaded, _, _ = load_sasrec(tmp_path / "cuda.pt")
+    assert all(torch.equal(v.cpu(), loaded.state_dict()[k]) for k, v in a.state_dict().items())
+    np.testing.assert_allclose(rank_sasrec(loaded, valid, k=10)[1], rank_sasrec(a, valid, k=10)[1],
+                               rtol=1e-4, atol=1e-4)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sidrec.metrics import hit_rate_at_k, metric_rows, ndcg_at_k
+from sidrec.metrics import hit_rate_at_k, metric_rows, ndcg_at_k, ndcg_hr_at_k
 
 # Five rows, lists of length 4 (-1 pads short lists).
 RANKED = np.array([
@@ -31,6 +31,11 @@ def test_hit_rate(k, hr):
 ])
 def test_ndcg(k, ndcg):
     assert ndcg_at_k(RANKED, TARGETS, k) == pytest.approx(ndcg)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_ndcg_hr_is_both_exactly(k):
+    assert ndcg_hr_at_k(RANKED, TARGETS, k) == (ndcg_at_k(RANKED, TARGETS, k), hit_rate_at_k(RANKED, TARGETS, k))
 
 
 def test_all_padding_and_all_misses_score_zero():

@@ -12,7 +12,7 @@ import torch
 
 from sidrec.errors import InputError
 from sidrec.quantize import (Codes, RQKMeansConfig, RQVAEConfig, encode, kmeans, load_quantizer,
-                             train_rqkmeans, train_rqvae)
+                             save_quantizer, train_quantizer, train_rqkmeans, train_rqvae)
 from sidrec.quantize import rqkmeans as rqk
 from sidrec.quantize import rqvae
 
@@ -213,6 +213,57 @@ def test_rqkmeans_basics(clustered, tmp_path):
     assert torch.isfinite(tiny.codebooks).all()
     with pytest.raises(InputError, match="input_dim"):
         loaded.encode(clustered[:, :8])
+
+
+# ---------------------------------------------------------------------------- train_quantizer
+
+# The config's flat `quantizer` section, as config/schema.yaml fills it in, at toy sizes.
+SECTION = dict(levels=3, codebook_size=16, latent_dim=8, hidden_dims=[32, 16], beta=0.25, dropout=0.0,
+               epochs=20, batch_size=None, lr=3e-3, weight_decay=1e-4, kmeans_init=True, kmeans_iters=10,
+               sinkhorn=False, sinkhorn_epsilon=0.003, seed=5)
+
+
+def test_train_quantizer_rqvae_is_train_rqvae(clustered, tmp_path):
+    q, report = train_quantizer(clustered, {"method": "rqvae", **SECTION}, device="cpu", log=None)
+    model, _ = train_rqvae(clustered, RQVAEConfig(**SECTION), log=None)
+    assert q.method == "rqvae" and q.config.input_dim == 32 and q.config.seed == 5
+    np.testing.assert_array_equal(q.encode(clustered).codes, encode(model, clustered).codes)
+    save_quantizer(tmp_path / "q.ckpt", q, report)
+    loaded = load_quantizer(tmp_path / "q.ckpt")
+    assert loaded.report["collision_rate"] == report["collision_rate"]
+    np.testing.assert_array_equal(loaded.encode(clustered).codes, q.encode(clustered).codes)
+
+
+def test_train_quantizer_rqkmeans_maps_the_section(clustered, tmp_path):
+    # The RQ-VAE-only keys are ignored; kmeans_iters is RQ-KMeans' iters; any device is accepted.
+    q, report = train_quantizer(clustered, {"method": "rqkmeans", **SECTION}, device="cuda", log=None)
+    assert q.config == RQKMeansConfig(levels=3, codebook_size=16, iters=10, seed=5)
+    assert report["device"] == "cpu"
+    direct, _ = train_rqkmeans(clustered, q.config, log=None)
+    assert torch.equal(q.codebooks, direct.codebooks)
+    save_quantizer(tmp_path / "k.ckpt", q)
+    np.testing.assert_array_equal(load_quantizer(tmp_path / "k.ckpt").encode(clustered).codes,
+                                  q.encode(clustered).codes)
+
+
+def test_train_quantizer_rejects_bad_sections(clustered):
+    with pytest.raises(InputError, match="quantizer.method"):
+        train_quantizer(clustered, {"method": "pq"}, log=None)
+    with pytest.raises(InputError, match="quantizer.codebook"):
+        train_quantizer(clustered, {"codebook": 16}, log=None)
+    with pytest.raises(InputError, match="quantizer.iters"):  # RQ-KMeans takes it as kmeans_iters
+        train_quantizer(clustered, {"method": "rqkmeans", "iters": 3}, log=None)
+    with pytest.raises(InputError, match="levels"):
+        train_quantizer(clustered, {"levels": 0}, log=None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_quantizer_on_cuda(clustered, tmp_path):
+    q, report = train_quantizer(clustered, SECTION, device="cuda", log=None)
+    assert report["device"].startswith("cuda") and q.model.quantizer.codebooks.is_cuda
+    save_quantizer(tmp_path / "q.ckpt", q, report)
+    loaded = load_quantizer(tmp_path / "q.ckpt")  # on the CPU
+    assert torch.equal(loaded.model.quantizer.codebooks, q.model.quantizer.codebooks.cpu())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

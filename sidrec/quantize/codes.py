@@ -1,20 +1,18 @@
-"""What every quantiser returns, and the checkpoint envelope they share.
+"""What every quantiser returns, and the checkpoint payload they share.
 
-Both quantisers (rqvae.py, rqkmeans.py) write one torch file holding only tensors and
-plain Python values, so `torch.load(path, weights_only=True)` reads it without
-unpickling arbitrary objects. The envelope's `method` field says which module rebuilds
-it; `sidrec.quantize.load_quantizer` dispatches on it.
+Both quantisers (rqvae.py, rqkmeans.py) write one file through `sidrec.io`'s checkpoint
+envelope (tensors and plain values only, read back with `torch.load(weights_only=True)`).
+The payload's `method` field says which module rebuilds it;
+`sidrec.quantize.load_quantizer` dispatches on it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import InputError
-from ..io import atomic_path
+from ..io import load_checkpoint, save_checkpoint
 
 CHECKPOINT_FORMAT = "sidrec.quantizer/1"
 METHODS = ("rqvae", "rqkmeans")
@@ -39,18 +37,6 @@ class Codes:
         if self.codes.shape[0] != self.last_level_cost.shape[0]:
             raise ValueError(f"codes has {self.codes.shape[0]} rows, "
                              f"last_level_cost {self.last_level_cost.shape[0]}")
-
-    @property
-    def n_items(self) -> int:
-        return int(self.codes.shape[0])
-
-    @property
-    def levels(self) -> int:
-        return int(self.codes.shape[1])
-
-    @property
-    def codebook_size(self) -> int:
-        return int(self.last_level_cost.shape[1])
 
 
 def collision_stats(codes: np.ndarray) -> tuple[int, int]:
@@ -84,46 +70,17 @@ def as_embeddings(embeddings, *, input_dim: int | None = None, where: str = "emb
     return x
 
 
-def plain(obj):
-    """Deep-convert numpy scalars/arrays and tuples to plain Python values, so a report or
-    config can go into a `weights_only` checkpoint (which refuses numpy objects)."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, str):
-        return str(obj)  # str subclasses such as torch.__version__ are not allowlisted
-    return obj
-
-
 def save_payload(path, payload: dict) -> None:
-    """Write a checkpoint dict atomically. Tensors stay tensors; everything else is
-    converted to plain Python values first (see `plain`)."""
-    payload = {"format": CHECKPOINT_FORMAT,
-               **{k: v if isinstance(v, torch.Tensor) or k == "state_dict" else plain(v)
-                  for k, v in payload.items()}}
+    """Write a quantiser checkpoint dict atomically (format "sidrec.quantizer/1")."""
     if payload.get("method") not in METHODS:
         raise ValueError(f"payload method must be one of {METHODS}")
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint(path, CHECKPOINT_FORMAT, payload)
 
 
 def load_payload(path) -> dict:
-    """Read a checkpoint dict with weights_only=True; InputError naming `path` if it is
-    missing, unreadable, or not a quantiser checkpoint of this format."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, not a torch file, disallowed pickle content
-        raise InputError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(path, f"not a quantiser checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    """Read a quantiser checkpoint dict; InputError naming `path` if it is missing,
+    unreadable, or not a quantiser checkpoint of this format."""
+    payload = load_checkpoint(path, CHECKPOINT_FORMAT, "quantiser")
     if payload.get("method") not in METHODS:
         raise InputError(path, f"unknown quantiser method {payload.get('method')!r}", key="method")
     return payload

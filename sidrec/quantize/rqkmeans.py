@@ -28,8 +28,11 @@ class RQKMeansConfig:
 
     levels: int = 3
     codebook_size: int = 256
-    iters: int = 20             # Lloyd iterations per level (faiss's niter)
-    seed: int = 0               # level l uses seed + l
+    # Lloyd iterations per level (faiss's niter). Not the schema's `kmeans_iters` default
+    # (50, chosen for the RQ-VAE's k-means initialisation): the pipeline always passes
+    # that key (train_quantizer maps kmeans_iters -> iters), so 20 only serves direct calls.
+    iters: int = 20
+    seed: int = 42              # the schema's `quantizer.seed`; level l uses seed + l
     max_points_per_centroid: int = 256  # faiss subsamples (seeded) above K * this many rows
 
     def __post_init__(self):
@@ -141,6 +144,7 @@ def train_rqkmeans(embeddings: np.ndarray, config: RQKMeansConfig,
         "method": METHOD,
         "n_items": int(n),
         "input_dim": int(d),
+        "device": "cpu",  # faiss clustering and the torch assignment both run on the CPU
         "train_seconds": round(seconds, 4),
         "level_mse": level_mse,
         "final_recon_loss": level_mse[-1],

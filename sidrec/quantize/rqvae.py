@@ -42,7 +42,12 @@ _GRAPH_WARMUP = 3      # eager epochs before a CUDA graph is captured
 
 @dataclass(kw_only=True)
 class RQVAEConfig:
-    """Model and training options (defaults: MiniOneRec's RQ-VAE); saved in every checkpoint."""
+    """Model and training options; saved in every checkpoint.
+
+    Every field that config/schema.yaml's `quantizer` section also has takes the schema's
+    default (the pipeline's user-facing default; a test compares them key by key). The
+    architecture and optimiser settings are MiniOneRec's RQ-VAE.
+    """
 
     input_dim: int | None = None  # embedding width; None = taken from the data at training
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256, 128])
@@ -56,12 +61,12 @@ class RQVAEConfig:
     epochs: int = 10000
     batch_size: int | None = None  # None = full batch
     kmeans_init: bool = True      # k-means on the first batch's residuals, level by level
-    kmeans_iters: int = 100
+    kmeans_iters: int = 50        # Lloyd iterations of each level's k-means initialisation
     sinkhorn: bool = False        # balanced (Sinkhorn) assignment while training, as LC-Rec's sk
     sinkhorn_epsilon: float = 0.003
     sinkhorn_iters: int = 50
     sinkhorn_levels: list[int] | None = None  # None = last level only (LC-Rec: sk_epsilons 0,0,0.003)
-    seed: int = 0
+    seed: int = 42
 
     def __post_init__(self):
         self.hidden_dims = [int(h) for h in self.hidden_dims]
@@ -442,7 +447,8 @@ def save_checkpoint(path, model: RQVAE, config: RQVAEConfig, report: dict | None
 
 
 class RQVAEQuantizer:
-    """A trained RQ-VAE loaded from a checkpoint: `.encode(embeddings) -> Codes`."""
+    """A trained RQ-VAE (from `train_quantizer` or a checkpoint): `.encode(embeddings) -> Codes`,
+    computed on the device the model is on."""
 
     method = METHOD
 
@@ -456,10 +462,6 @@ class RQVAEQuantizer:
     @property
     def codebook_size(self) -> int:
         return self.config.codebook_size
-
-    def to(self, device) -> "RQVAEQuantizer":
-        self.model.to(device)
-        return self
 
     def encode(self, embeddings) -> Codes:
         """embeddings float [n, D] -> Codes."""

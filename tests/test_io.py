@@ -1,0 +1,89 @@
+"""The checkpoint envelope: round trip, and every bad file an InputError naming its path."""
+from __future__ import annotations
+
+import pickle
+from pathlib import PurePosixPath
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.errors import InputError
+from sidrec.io import load_checkpoint, save_checkpoint
+
+FMT = "sidrec.test/1"
+
+
+def _payload() -> dict:
+    return {"state_dict": {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(3, dtype=torch.int64)},
+            "config": {"hidden_dims": (4, 2), "lr": np.float32(0.5), "name": "x", "none": None},
+            "report": {"curve": np.array([1.0, 0.5]), "n": np.int64(3), "ok": True}}
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "model.ckpt"
+    save_checkpoint(path, FMT, _payload())
+    assert not list(tmp_path.glob(".*"))  # the atomic write left no temporary behind
+    raw = torch.load(path, weights_only=True)  # readable without the envelope's reader
+    assert raw["format"] == FMT
+    back = load_checkpoint(path, FMT, "test")
+    assert back["format"] == FMT
+    assert torch.equal(back["state_dict"]["w"], torch.arange(6.0).view(2, 3))
+    assert back["state_dict"]["b"].dtype == torch.int64
+    # numpy values and tuples come back as plain Python values
+    assert back["config"] == {"hidden_dims": [4, 2], "lr": 0.5, "name": "x", "none": None}
+    assert back["report"] == {"curve": [1.0, 0.5], "n": 3, "ok": True}
+    assert type(back["report"]["n"]) is int
+
+
+def test_save_refuses_what_weights_only_cannot_read(tmp_path):
+    path = tmp_path / "bad.ckpt"
+    with pytest.raises(TypeError, match="report.obj"):
+        save_checkpoint(path, FMT, {"report": {"obj": PurePosixPath("a")}})
+    with pytest.raises(ValueError, match="format"):
+        save_checkpoint(path, FMT, {"format": "other"})
+    assert not path.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="missing.ckpt: file not found"):
+        load_checkpoint(tmp_path / "missing.ckpt", FMT, "test")
+
+
+def test_truncated_file(tmp_path):
+    good = tmp_path / "good.ckpt"
+    save_checkpoint(good, FMT, _payload())
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(InputError, match="truncated.ckpt: not a readable checkpoint"):
+        load_checkpoint(truncated, FMT, "test")
+
+
+def test_not_a_torch_file(tmp_path):
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(InputError, match="garbage.ckpt: not a readable checkpoint"):
+        load_checkpoint(garbage, FMT, "test")
+
+
+def test_wrong_format_tag(tmp_path):
+    other = tmp_path / "other.ckpt"
+    save_checkpoint(other, "sidrec.other/1", {"x": torch.zeros(1)})
+    with pytest.raises(InputError, match=r"other.ckpt: not a test checkpoint \(expected format 'sidrec.test/1'\)"):
+        load_checkpoint(other, FMT, "test")
+    untagged = tmp_path / "untagged.ckpt"
+    torch.save([torch.zeros(1)], untagged)  # readable, but not a dict at all
+    with pytest.raises(InputError, match="untagged.ckpt: not a test checkpoint"):
+        load_checkpoint(untagged, FMT, "test")
+
+
+def test_pickled_object_is_refused(tmp_path):
+    # Objects that only unpickling could rebuild: weights_only refuses them, and so must we.
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"format": FMT, "obj": PurePosixPath("a")}, evil)
+    with pytest.raises(InputError, match="evil.ckpt: not a readable checkpoint"):
+        load_checkpoint(evil, FMT, "test")
+    raw = tmp_path / "raw.ckpt"
+    raw.write_bytes(pickle.dumps(PurePosixPath, protocol=2))  # a bare pickle of a global
+    with pytest.raises(InputError, match="raw.ckpt"):
+        load_checkpoint(raw, FMT, "test")
