@@ -1,11 +1,15 @@
 # sidrec: generative recommendation with semantic IDs.
 # item text -> embeddings.npy -> rqvae.ckpt -> sid.json -> sft/ -> metrics.tsv
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default config, wherever the working directory (--directory) is; files given
+# with --configfile are merged on top of it, key by key.
+configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 
 
 validate(config, "config/schema.yaml")

@@ -44,7 +44,7 @@ def window_means(losses: np.ndarray, w: int = 10) -> np.ndarray:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True)
-    ap.add_argument("--data", required=True, help="items.parquet (train/valid beside it)")
+    ap.add_argument("--data", required=True, help="the dataset's data/ folder (items, train, valid parquet)")
     ap.add_argument("--sid", required=True)
     ap.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=200)
@@ -63,8 +63,11 @@ def main():
         hp = {"max_steps": args.steps, "eval_steps": args.steps, "logging_steps": 1, "max_valid_samples": 512,
               "batch_size": args.global_batch // n, "grad_accum": 1, **json.loads(args.params)}
         out = Path(args.work) / f"gpus{n}"
-        cmd = (f"{launch_prefix(n, single_gpu_config=args.single_gpu_config)} sidrec.cli.sft"
-               f" --base {shlex.quote(args.base)} --data {shlex.quote(args.data)} --sid {shlex.quote(args.sid)}"
+        data = Path(args.data)
+        cmd = (f"{launch_prefix(n, single_gpu_config=args.single_gpu_config)} sidrec.cli.sft --device cuda"
+               f" --base {shlex.quote(args.base)} --train {shlex.quote(str(data / 'train.parquet'))}"
+               f" --valid {shlex.quote(str(data / 'valid.parquet'))} --items {shlex.quote(str(data / 'items.parquet'))}"
+               f" --sid {shlex.quote(args.sid)}"
                f" --out {shlex.quote(str(out))} --scratch {shlex.quote(str(out) + '.scratch')}"
                f" --params {shlex.quote(json.dumps(hp))}")
         print(f"== {n} GPU(s): {cmd}", flush=True)

@@ -5,12 +5,12 @@ rule popularity:
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
         item_table="results/{dataset}/data/items.parquet",
-        code=code("baselines/popularity.py"),
+        code=code("workflow/scripts/popularity.py"),
     output:
         valid="results/{dataset}/predictions/popularity_valid.parquet",
         test="results/{dataset}/predictions/popularity_test.parquet",
     params:
-        k=max(config["evaluate"]["ks"]),
+        k=top_k(),
     conda:
         "../envs/sidrec.yaml"
     log:
@@ -28,21 +28,29 @@ rule sasrec:
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
         item_table="results/{dataset}/data/items.parquet",
-        code=code("baselines/sasrec.py"),
+        code=code("sidrec.cli.sasrec"),
     output:
         model="results/{dataset}/sasrec.ckpt",
         valid="results/{dataset}/predictions/sasrec_valid.parquet",
         test="results/{dataset}/predictions/sasrec_test.parquet",
     params:
-        hp=config["baselines"]["sasrec"],
+        hp=sasrec_params,
         max_len=max_history,
-        k=max(config["evaluate"]["ks"]),
+        k=top_k(),
+        # One process at most: SASRec trains on one device.
+        launch=launcher(),
+        device=device,
     threads: workflow.cores
+    resources:
+        gpu=0,
     conda:
         "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/sasrec.log",
     benchmark:
         "results/{dataset}/benchmarks/sasrec.tsv"
-    script:
-        "../workflow/scripts/sasrec.py"
+    shell:
+        "{params.launch} sidrec.cli.sasrec --device {params.device} --threads {threads}"
+        " --items {input.item_table:q} --train {input.train:q} --valid {input.valid:q} --test {input.test:q}"
+        " --model-out {output.model:q} --out-valid {output.valid:q} --out-test {output.test:q}"
+        " --max-len {params.max_len} --k {params.k} --params {params.hp:q} > {log:q} 2>&1"

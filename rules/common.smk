@@ -1,18 +1,31 @@
-# Helpers for every rules/*.smk file (target lists, config lookups, launch prefixes).
-# Named functions only, so rules stay declarative.
+# Helpers for every rules/*.smk file (target lists, config lookups, code inputs, launch
+# prefixes). Named functions only, so rules stay declarative.
 import json
 import shlex
+import sys
 from pathlib import Path
 
-PACKAGE = Path(workflow.basedir) / "sidrec"
-ACCELERATE_CONFIGS = Path(workflow.basedir) / "config" / "accelerate"
+ROOT = Path(workflow.basedir)
+ACCELERATE_CONFIGS = ROOT / "config" / "accelerate"
 SPLITS = ["valid", "test"]
-MODELS = ["sft", "popularity", "sasrec"]
+# Models decoded from an LM folder results/{dataset}/{lm} (rl joins when it exists).
+LMS = ["sft"]
 
+sys.path.insert(0, str(ROOT / "workflow"))
+from code_inputs import package_files  # noqa: E402  (plain ast, never imports sidrec)
 
 
 def check_datasets():
-    """Every name in `run` must be a key of `datasets`: fail before any job starts."""
+    """Every name in `run` must be a key of `datasets`, and every dataset name a plain
+    folder name: fail before any job starts."""
+    import re
+
+    for name in config["datasets"]:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or set(name) == {"."}:
+            raise ValueError(
+                f"config: key 'datasets.{name}': a dataset name must be a plain folder name "
+                "(letters, digits, '_', '.', '-'; not starting with '.' or '-')"
+            )
     for name in config["run"]:
         if name not in config["datasets"]:
             raise ValueError(
@@ -41,21 +54,57 @@ def all_targets():
     return expand("results/{dataset}/metrics.tsv", dataset=config["run"])
 
 
-def code(*modules):
-    """Library modules a job runs, listed as inputs so that editing them reruns it."""
-    return [str(PACKAGE / m) for m in modules]
+def code(entry):
+    """The package files that `entry` (a workflow/scripts file or a sidrec.cli module)
+    imports, transitively: inputs of its rule, so that editing one reruns exactly the
+    jobs that run it. Derived from the imports (workflow/code_inputs.py), never listed
+    by hand."""
+    return [str(ROOT / f) for f in package_files(entry, ROOT)]
+
+
+def repo_path(path):
+    """Config paths are absolute or relative to the repository root, whatever the
+    working directory (`--directory`) is."""
+    return str(ROOT / path) if not Path(path).is_absolute() else str(path)
 
 
 def dataset_spec(wildcards):
     """How to read the dataset (its per-dataset `sft` overrides go to the sft rule)."""
-    return {k: v for k, v in config["datasets"][wildcards.dataset].items() if k != "sft"}
+    spec = {k: v for k, v in config["datasets"][wildcards.dataset].items() if k != "sft"}
+    if spec.get("path") is not None:
+        spec["path"] = repo_path(spec["path"])
+    return spec
+
+
+def with_seed(section):
+    """A config section with the run's `seed` added to its own `seed`."""
+    return {**section, "seed": int(section.get("seed", 0)) + int(config["seed"])}
 
 
 def sft_params(wildcards):
     """The SFT hyperparameters for this dataset: `sft`, updated with the dataset's own
-    `sft` entry. Changing either reruns exactly the SFT of the datasets it reaches."""
+    `sft` entry, seeded by the run's seed. Changing either reruns exactly the SFT of the
+    datasets it reaches."""
     overrides = config["datasets"][wildcards.dataset].get("sft") or {}
-    return as_json({**config["sft"], **overrides})
+    return as_json(with_seed({**config["sft"], **overrides}))
+
+
+def quantizer_params(wildcards):
+    return as_json(with_seed(config["quantizer"]))
+
+
+def tiny_params(wildcards):
+    return with_seed(config["lm"]["tiny"])
+
+
+def sasrec_params(wildcards):
+    return as_json(with_seed(config["baselines"]["sasrec"]))
+
+
+def decode_params(wildcards):
+    """The decoding settings (`evaluate` without `models`: which models metrics.tsv
+    holds does not change any model's predictions)."""
+    return as_json({k: v for k, v in config["evaluate"].items() if k != "models"})
 
 
 def dataset_source_files(wildcards):
@@ -77,7 +126,7 @@ def dataset_source_files(wildcards):
         return [str(path / f"ml-100k.{ext}") for ext in ("inter", "item") if (path / f"ml-100k.{ext}").is_file()]
     if path is None:
         return []
-    path = Path(path)
+    path = Path(repo_path(path))
     if path.is_file():
         return [str(path)]
     if path.is_dir():
@@ -87,6 +136,10 @@ def dataset_source_files(wildcards):
 
 def max_history(wildcards):
     return config["datasets"][wildcards.dataset]["max_history"]
+
+
+def top_k():
+    return max(config["evaluate"]["ks"])
 
 
 def as_json(obj):
@@ -102,27 +155,46 @@ def base_model_dir(wildcards):
         return f"results/models/tiny-{wildcards.dataset}"
     if base == "smollm2-135m":
         return "results/models/smollm2-135m"
-    return base
+    return repo_path(base)
 
 
-def launcher(multi_gpu_config):
+def metrics_predictions(wildcards):
+    """The predictions of every model that `evaluate.models` names, valid and test."""
+    return expand("results/{dataset}/predictions/{model}_{split}.parquet", dataset=wildcards.dataset,
+                  model=config["evaluate"]["models"], split=SPLITS)
+
+
+def gpus(resources):
+    return int(getattr(resources, "gpu", 0) or 0)
+
+
+def device(wildcards, resources):
+    """The device a GPU-capable stage runs on follows its `gpu` resource only: gpu=0 is
+    the CPU, even on a machine with a GPU."""
+    return "cuda" if gpus(resources) > 0 else "cpu"
+
+
+def launcher(multi_gpu_config=None):
     """How a GPU-capable stage starts, given the rule's `gpu` resource: plain python on
     CPU (gpu=0), `accelerate launch` on one GPU, or with `multi_gpu_config` (a file of
-    config/accelerate/) across several. Returns an input function for `params:`."""
+    config/accelerate/) across several; None for a stage that runs on one device only.
+    Returns an input function for `params:`."""
 
     def launch(wildcards, resources):
-        gpus = int(getattr(resources, "gpu", 0) or 0)
-        if gpus <= 0:
+        n = gpus(resources)
+        if n <= 0:
             return "python -m"
-        name = "single_gpu.yaml" if gpus == 1 else multi_gpu_config
+        if n > 1 and multi_gpu_config is None:
+            raise ValueError(f"this stage runs on one device: its gpu resource must be 0 or 1, got {n}")
+        name = "single_gpu.yaml" if n == 1 else multi_gpu_config
         path = ACCELERATE_CONFIGS / name
         if not path.exists():
-            raise ValueError(f"accelerate config {path} not found (rule asks for {gpus} GPUs)")
+            raise ValueError(f"accelerate config {path} not found (rule asks for {n} GPUs)")
         extra = ""
         if path.name.startswith("zero"):
             # Absolute path on the command line: the yaml's relative one holds only
             # when jobs run from the repository root.
             extra = f" --deepspeed_config_file {shlex.quote(str(path.with_suffix('.json')))}"
-        return f"accelerate launch --num_processes {gpus} --config_file {shlex.quote(str(path))}{extra} -m"
+        return f"accelerate launch --num_processes {n} --config_file {shlex.quote(str(path))}{extra} -m"
 
     return launch

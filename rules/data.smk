@@ -2,8 +2,7 @@ rule dataset:
     """One reader per source -> the four tables every later stage reads."""
     input:
         source=dataset_source_files,
-        code=code("data/tables.py", "data/splits.py", "data/movielens.py",
-                  "data/minionerec.py", "data/amazon_raw.py"),
+        code=code("workflow/scripts/dataset.py"),
     output:
         item_table="results/{dataset}/data/items.parquet",
         train="results/{dataset}/data/train.parquet",

@@ -1,19 +1,22 @@
-rule predict_sft:
-    """Trie-constrained beam search over the whole catalogue, valid and test rows."""
+rule predict:
+    """Trie-constrained beam search over the whole catalogue with an LM folder ({lm}:
+    sft), valid and test rows."""
     input:
-        model="results/{dataset}/sft",
+        model="results/{dataset}/{lm}",
         item_table="results/{dataset}/data/items.parquet",
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
         sid="results/{dataset}/sid.json",
-        code=code("decode/trie.py", "decode/beam.py", "lm/prompts.py", "recommend.py", "evaluate.py",
-                  "cli/predict.py"),
+        code=code("sidrec.cli.predict"),
     output:
-        valid="results/{dataset}/predictions/sft_valid.parquet",
-        test="results/{dataset}/predictions/sft_test.parquet",
+        valid="results/{dataset}/predictions/{lm}_valid.parquet",
+        test="results/{dataset}/predictions/{lm}_test.parquet",
+    wildcard_constraints:
+        lm="|".join(LMS),
     params:
-        hp=as_json(config["evaluate"]),
-        launch=launcher("single_gpu.yaml"),
+        hp=decode_params,
+        launch=launcher(),
+        device=device,
     # On CPU (gpu=0) torch uses the job's threads (Snakemake sets OMP_NUM_THREADS).
     threads: workflow.cores
     resources:
@@ -21,21 +24,20 @@ rule predict_sft:
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/predict_sft.log",
+        "results/{dataset}/logs/predict_{lm}.log",
     benchmark:
-        "results/{dataset}/benchmarks/predict_sft.tsv"
+        "results/{dataset}/benchmarks/predict_{lm}.tsv"
     shell:
-        "{params.launch} sidrec.cli.predict --model {input.model:q} --data {input.item_table:q}"
-        " --sid {input.sid:q} --out-valid {output.valid:q} --out-test {output.test:q}"
-        " --params {params.hp:q} > {log:q} 2>&1"
+        "{params.launch} sidrec.cli.predict --device {params.device} --model {input.model:q}"
+        " --items {input.item_table:q} --sid {input.sid:q} --valid {input.valid:q} --test {input.test:q}"
+        " --out-valid {output.valid:q} --out-test {output.test:q} --params {params.hp:q} > {log:q} 2>&1"
 
 
 rule metrics:
     """HR@K / NDCG@K of every model's predictions, long format."""
     input:
-        predictions=expand("results/{{dataset}}/predictions/{model}_{split}.parquet",
-                           model=MODELS, split=SPLITS),
-        code=code("metrics.py"),
+        predictions=metrics_predictions,
+        code=code("workflow/scripts/metrics.py"),
     output:
         "results/{dataset}/metrics.tsv",
     params:

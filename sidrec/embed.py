@@ -8,6 +8,7 @@ attention mask (what sentence-transformers does for MiniLM), L2-normalised.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,22 @@ import torch
 from .errors import InputError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The `encoder` section of the config (its schema defaults are these)."""
+    model: str = DEFAULT_ENCODER   # the embedded default, or a local HF encoder folder
+    batch_size: int = 128          # texts per forward
+    max_length: int = 128          # tokens per text (MiniLM was trained on 128)
+
+    @classmethod
+    def from_dict(cls, params: dict) -> "EncoderConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise InputError("encoder", f"unknown key(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**params)
 
 
 def resolve_encoder(spec: str) -> Path:
@@ -41,7 +58,7 @@ def _shard(n: int, rank: int, world: int) -> range:
 
 @torch.no_grad()
 def embed_texts(texts: list[str], encoder: str = DEFAULT_ENCODER, *, batch_size: int = 128,
-                max_length: int = 256, device: str | None = None, normalize: bool = True,
+                max_length: int = 128, device: str | None = None, normalize: bool = True,
                 progress: bool = True, rank: int = 0, world_size: int = 1) -> np.ndarray:
     """Embed `texts` (this process's shard of them when world_size > 1).
 

@@ -5,6 +5,7 @@ significance tests and outside comparisons all start from the same rows.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,36 @@ from .metrics import metric_rows
 
 PREDICTION_COLUMNS = ("user", "target", "ranked", "scores")
 METRIC_COLUMNS = ("dataset", "model", "split", "metric", "k", "value", "n")
+LM_MODELS = ("sft",)                 # models decoded from an LM folder results/{dataset}/{lm}
+BASELINES = ("popularity", "sasrec")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The `evaluate` section of the config (its schema defaults are these)."""
+    ks: tuple[int, ...] = (1, 3, 5, 10, 20)   # cut-offs; every ranked list is max(ks) long
+    beam_width: int = 50        # beams of the constrained search (widened where not certified)
+    batch_size: int = 64        # rows per decoding batch
+    max_rows: int | None = None  # only the first N rows of each split (smoke tests)
+    models: tuple[str, ...] = LM_MODELS + BASELINES  # the models of metrics.tsv (the workflow's)
+
+    def __post_init__(self):
+        object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
+        object.__setattr__(self, "models", tuple(self.models))
+        if not self.ks or min(self.ks) < 1:
+            raise InputError("evaluate", f"ks must be positive cut-offs, got {list(self.ks)}", key="ks")
+
+    @property
+    def k(self) -> int:
+        return max(self.ks)
+
+    @classmethod
+    def from_dict(cls, params: dict) -> "EvaluateConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise InputError("evaluate", f"unknown key(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**params)
 
 
 def predictions_frame(samples: pd.DataFrame, ranked: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
@@ -30,9 +61,11 @@ def predictions_frame(samples: pd.DataFrame, ranked: np.ndarray, scores: np.ndar
     })
 
 
-def write_predictions(df: pd.DataFrame, path) -> None:
+def write_predictions(samples: pd.DataFrame, ranked: np.ndarray, scores: np.ndarray, path) -> None:
+    """The one way any model's ranked lists reach disk: one row per split row, in order."""
+    frame = predictions_frame(samples, ranked, scores)
     with atomic_path(path, suffix=".parquet") as tmp:
-        df.to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False)
 
 
 def read_predictions(path) -> pd.DataFrame:

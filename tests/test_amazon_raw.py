@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from sidrec.data import load_source
+from sidrec.data.sources import load_source
 from sidrec.data.amazon_raw import clean_title, load_amazon_raw
 from sidrec.errors import InputError
 

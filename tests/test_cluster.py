@@ -29,19 +29,35 @@ def dry_run_commands(workdir: Path, *resources: str, root: Path = ROOT):
 
 
 def test_gpu_resource_chooses_the_launch_line(tmp_path):
-    out, commands = dry_run_commands(tmp_path, "sft:gpu=2", "predict_sft:gpu=1")
+    out, commands = dry_run_commands(tmp_path, "sft:gpu=2", "predict:gpu=1", "sasrec:gpu=1", "quantize:gpu=1")
     assert out.returncode == 0, out.stdout + out.stderr
     accel = ROOT / "config" / "accelerate"
     assert commands["sft"].startswith(
         f"accelerate launch --num_processes 2 --config_file {accel / 'zero2.yaml'} "
-        f"--deepspeed_config_file {accel / 'zero2.json'} -m sidrec.cli.sft ")
-    assert commands["predict"].startswith(
-        f"accelerate launch --num_processes 1 --config_file {accel / 'single_gpu.yaml'} -m sidrec.cli.predict ")
-    assert commands["embed"].startswith("python -m sidrec.cli.embed ")  # gpu=0: CPU, no launcher
+        f"--deepspeed_config_file {accel / 'zero2.json'} -m sidrec.cli.sft --device cuda ")
+    one_gpu = f"accelerate launch --num_processes 1 --config_file {accel / 'single_gpu.yaml'} -m"
+    for stage in ("predict", "sasrec", "quantize"):
+        assert commands[stage].startswith(f"{one_gpu} sidrec.cli.{stage} --device cuda "), commands[stage]
+    # gpu=0: plain python on the CPU, even on a machine with a GPU.
+    assert commands["embed"].startswith("python -m sidrec.cli.embed --device cpu ")
     # bench/sft_scaling.py times the rule's own command line.
     sys.path.insert(0, str(ROOT / "bench"))
     from sft_scaling import launch_prefix
     assert commands["sft"].startswith(launch_prefix(2) + " sidrec.cli.sft ")
+
+
+def test_every_gpu_capable_stage_runs_on_the_cpu_by_default(tmp_path):
+    out, commands = dry_run_commands(tmp_path, "sft:gpu=0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert set(commands) == {"embed", "quantize", "sft", "predict", "sasrec"}
+    for stage, line in commands.items():
+        assert line.startswith(f"python -m sidrec.cli.{stage} --device cpu "), line
+
+
+def test_a_one_device_stage_given_several_gpus_stops_before_any_job(tmp_path):
+    out, _ = dry_run_commands(tmp_path, "sasrec:gpu=2")
+    assert out.returncode != 0
+    assert "must be 0 or 1" in out.stdout + out.stderr
 
 
 def test_every_accelerate_config_the_rules_name_exists():
@@ -72,8 +88,19 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch, processes, gpus,
 
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    device = "cuda" if gpus else "cpu"
     if fails:
         with pytest.raises(SystemExit, match=rf"launched {processes} processes on this node but it has {gpus} GPU"):
-            check_devices()
+            check_devices(device)
     else:
-        check_devices()  # enough GPUs, or CPU processes
+        check_devices(device)  # enough GPUs, or CPU processes
+
+
+def test_cuda_asked_for_without_a_gpu_says_what_to_change(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="gpu` resource to 0"):
+        check_devices("cuda")
+    check_devices("cpu")

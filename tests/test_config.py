@@ -53,28 +53,3 @@ def test_bad_values_are_named(path, value, expected):
     with pytest.raises(Exception) as err:
         validate(config, SCHEMA)
     assert expected in str(err.value)
-
-
-def test_bench_config_resolution_matches_what_snakemake_runs(tmp_path):
-    """bench/resolve_config.py (GPU runs without Snakemake) must merge config files as
-    Snakemake does: config.yaml first, then each --configfile on top."""
-    import json
-    import re
-    import subprocess
-    import sys
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from resolve_config import resolve
-
-    overlay = tmp_path / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump({"datasets": {"ml-100k": {"source": "movielens", "sft": {"epochs": 2}}}}))
-    files = [str(ROOT / "config" / "gpu.yaml"), str(overlay)]
-    resolved = resolve(files)
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "--directory", str(tmp_path),
-                          "--snakefile", str(ROOT / "Snakefile"), "--configfile", *files, "--", "results/ml-100k/sft"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    ran = json.loads(re.search(r"sidrec\.cli\.sft .*--params '([^']*)'", out.stdout).group(1))
-    assert ran == {**resolved["sft"], **resolved["datasets"]["ml-100k"]["sft"]}
-    assert ran["tasks"] == ["next_item", "sid_to_title", "title_to_sid", "history_to_title"]
-    assert ran["epochs"] == 2 and ran["lr"] == 0.0005

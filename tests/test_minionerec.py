@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidrec.data import load_source
+from sidrec.data.sources import load_source
 from sidrec.data.minionerec import clean_text, item_text, load_minionerec
 from sidrec.errors import InputError
 

@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from sidrec.data import load_source
+from sidrec.data.sources import load_source
 from sidrec.data.movielens import load_ml100k
 from sidrec.errors import InputError
 

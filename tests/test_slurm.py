@@ -17,9 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "ci" / "slurm" / "run_pipeline_on_slurm.sh"
-RULES = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict_sft",
+RULES = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict",
          "popularity", "sasrec", "metrics"}
-GPU_PARTITION_RULES = {"embed", "sft", "predict_sft"}
+GPU_PARTITION_RULES = {"embed", "sft", "predict"}
 
 
 def why_skip():

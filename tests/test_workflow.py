@@ -26,7 +26,7 @@ def test_dry_run_plans_every_stage(tmp_path):
               "--configfile", str(ROOT / "config/config.yaml"))
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout + out.stderr
-    for rule in ("dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict_sft",
+    for rule in ("dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict",
                  "popularity", "sasrec", "metrics"):
         assert rule in text, f"rule {rule} missing from the plan:\n{text}"
 

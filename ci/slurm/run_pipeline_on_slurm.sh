@@ -117,24 +117,9 @@ done
 log "cluster up in $((SECONDS - t))s; started by this run: ${STARTED[*]:-(none, all were running)}"
 
 # ------------------------------------------------------------ 2. fixture + config
-"$PY" - "$REPO" "$WORK" <<'EOF'
-"""The tiny synthetic dataset and config of tests/test_pipeline.py, imported by path."""
-import importlib.util
-import json
-import sys
-from pathlib import Path
-
-import yaml
-
-repo, work = Path(sys.argv[1]), Path(sys.argv[2])
-spec = importlib.util.spec_from_file_location("sidrec_test_pipeline", repo / "tests" / "test_pipeline.py")
-fixture = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fixture)
-fixture.write_fixture(work / "source")
-config = json.loads(json.dumps(fixture.CONFIG))
-config["datasets"]["synth"]["path"] = str(work / "source")
-(work / "config.yaml").write_text(yaml.safe_dump(config))
-EOF
+# The tiny end-to-end config that tests/test_pipeline.py runs (tests/tiny/config.yaml),
+# with the overlay that points it at the fixture written here (WORK/paths.yaml).
+"$PY" "$REPO/tests/tiny/make_fixture.py" "$WORK"
 
 # ------------------------------------------------------------ 3. snakemake on SLURM
 # The profile is used as is, except what cannot fit a 2-CPU CI node: its CPUs per task
@@ -144,15 +129,15 @@ EOF
 # fake GPUs, `accelerate launch` would start on devices that are /dev/null.
 RES=(slurm_partition=cpu mem_mb=1000 runtime=30 cpus_per_task=1 gpu=0)
 SET_RES=()
-for rule in embed sft predict_sft; do
+for rule in embed sft predict; do
   SET_RES+=("$rule:slurm_partition=gpu" "$rule:gpu=0" "$rule:mem_mb=1000" "$rule:runtime=30" "$rule:cpus_per_task=1")
 done
 SET_RES+=(sasrec:cpus_per_task=1 sasrec:runtime=30)
 
 cd "$REPO"
 CMD=(timeout -s INT -k 60 "$TIMEOUT" "$PY" -m snakemake --profile profiles/slurm
-  --directory "$WORK" --snakefile "$REPO/Snakefile" --configfile "$WORK/config.yaml"
-  --jobs 4 --set-threads sasrec=1 embed=1 sft=1 predict_sft=1 --slurm-init-seconds-before-status-checks 2
+  --directory "$WORK" --snakefile "$REPO/Snakefile" --configfile "$REPO/tests/tiny/config.yaml" "$WORK/paths.yaml"
+  --jobs 4 --set-threads sasrec=1 quantize=1 embed=1 sft=1 predict=1 --slurm-init-seconds-before-status-checks 2
   --default-resources "${RES[@]}" --set-resources "${SET_RES[@]}")
 log "running: ${CMD[*]}"
 t=$SECONDS
@@ -179,9 +164,9 @@ import sys
 from pathlib import Path
 
 work, smk_log, ctld_log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-EXPECTED = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict_sft",
+EXPECTED = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict",
             "popularity", "sasrec", "metrics"}
-GPU_PARTITION_RULES = {"embed", "sft", "predict_sft"}
+GPU_PARTITION_RULES = {"embed", "sft", "predict"}
 text = smk_log.read_text()
 errors = []
 

@@ -1,9 +1,23 @@
 """Command-line entry points for the stages that may run on GPUs under
 `accelerate launch` (`python -m sidrec.cli.<stage>`). Hyperparameters arrive as one
-JSON object (`--params`), exactly as Snakemake's `params:` hold them."""
+JSON object (`--params`), exactly as Snakemake's `params:` hold them; `--device` comes
+from the rule's `gpu` resource (gpu=0: the CPU, even on a machine with a GPU). Each
+CLI only unpacks its arguments and calls its stage function in `sidrec.stages`."""
+import argparse
 import json
 
 from ..errors import InputError
+
+DEVICES = ("cpu", "cuda")
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every stage CLI shares."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=DEVICES, default="cpu",
+                    help="cpu, or cuda (under accelerate launch: this process's GPU)")
+    ap.add_argument("--params", default="{}", help="JSON object of the stage's settings")
+    return ap
 
 
 def parse_params(text: str, name: str = "--params") -> dict:
@@ -16,12 +30,18 @@ def parse_params(text: str, name: str = "--params") -> dict:
     return value
 
 
-def check_devices() -> None:
-    """Fail early, with a clear message, when launched on more processes per node than
-    the node has GPUs (a rule's `gpu` resource larger than the machine)."""
+def check_devices(device: str = "cuda") -> None:
+    """Fail early, with a clear message, when asked for CUDA on a machine without it, or
+    launched on more processes per node than the node has GPUs (a rule's `gpu` resource
+    larger than the machine)."""
     import os
 
     import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda (the rule's gpu resource is > 0) but torch sees no CUDA "
+                         f"device (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                         "set the rule's `gpu` resource to 0 to run it on the CPU")
 
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
     if local_world <= 1:

@@ -100,12 +100,16 @@ def make_samples(users, histories, targets) -> pd.DataFrame:
     })
 
 
-def write_dataset(ds: Dataset, out_dir) -> None:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ds.validate(out_dir)
+def write_dataset(ds: Dataset, paths) -> None:
+    """Write the four tables: `paths` maps items/train/valid/test to files, or is one
+    folder that gets {items,train,valid,test}.parquet. Validated before anything is
+    written; each file is written atomically."""
+    if not isinstance(paths, dict):
+        folder = Path(paths)
+        paths = {name: folder / f"{name}.parquet" for name in ("items", *SPLITS)}
+    ds.validate(Path(paths["items"]).parent)
     for name, df in [("items", ds.items)] + [(s, ds.split(s)) for s in SPLITS]:
-        with atomic_path(out_dir / f"{name}.parquet") as tmp:
+        with atomic_path(paths[name], suffix=".parquet") as tmp:
             df.to_parquet(tmp, index=False)
 
 

@@ -328,7 +328,7 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
     model = model.float()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # masked out of the loss by the collator
-    sid_ids = add_sid_tokens(model, tokenizer, sid_codes)
+    sid_ids = add_sid_tokens(model, tokenizer, sid_codes, seed=config.seed)
     log(f"base {base_dir}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"vocabulary {len(tokenizer)} ({len(sid_ids)} SID tokens); {state.num_processes} process(es), "
         f"{'cuda' if cuda else 'cpu'}, bf16 {bool(bf16)}, {torch.get_num_threads()} CPU thread(s)")

@@ -21,7 +21,7 @@ def sid_vocabulary(sid_codes: np.ndarray) -> list[str]:
             for tok in level_tokens(level, int(codes[:, level].max()) + 1)]
 
 
-def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray) -> list[int]:
+def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray, *, seed: int | None = None) -> list[int]:
     """Add the SID tokens to the tokenizer (as added tokens: never split, never merged
     with neighbours), grow the embeddings if needed, and return the ids of every SID
     token (those already there included).
@@ -49,7 +49,10 @@ def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray) -> list[int]:
     if new_ids:
         # Some models have spare rows beyond the tokenizer (no resize needed): initialise
         # by token id, not by "rows past the old matrix".
-        generator = torch.Generator().manual_seed(len(new_ids))
+        # `seed` (SFT's, which the run's seed offsets): for a pretrained base these rows
+        # are the only randomly initialised weights, so seeds must reach them. None keeps
+        # the seed that the numbers before seeding were made with.
+        generator = torch.Generator().manual_seed(len(new_ids) if seed is None else int(seed))
         with torch.no_grad():
             emb = model.get_input_embeddings().weight
             emb[new_ids] = _rows_like(emb[:known], len(new_ids), generator)

@@ -3,9 +3,6 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from sidrec.data.tables import read_items
-from sidrec.lm.base import build_tiny
-from sidrec.lm.prompts import tokenizer_corpus
+from sidrec.stages.base_tiny import build_tiny_base
 
-items = read_items(snakemake.input.item_table)
-build_tiny(snakemake.output[0], tokenizer_corpus(items["title"].tolist()), dict(snakemake.params.hp))
+build_tiny_base(snakemake.input.item_table, snakemake.output[0], snakemake.params.hp)

@@ -3,8 +3,7 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from sidrec.evaluate import metrics_table, write_metrics
+from sidrec.stages.metrics import write_metrics_table
 
-table = metrics_table(snakemake.wildcards.dataset, snakemake.input.predictions, snakemake.params.ks)
-write_metrics(table, snakemake.output[0])
-print(table[table.k == 10].to_string(index=False))
+write_metrics_table(dataset=snakemake.wildcards.dataset, predictions=snakemake.input.predictions,
+                    out=snakemake.output[0], ks=snakemake.params.ks)

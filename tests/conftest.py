@@ -1,0 +1,38 @@
+"""Shared test helpers: the repository root, running the real Snakefile, one torch thread."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "tiny"
+sys.path.insert(0, str(TINY))
+
+
+def run_snakemake(workdir: Path, *args, configfiles=(), cwd=ROOT, timeout=900, snakefile=ROOT / "Snakefile"):
+    """`snakemake --snakefile ... --directory workdir [--configfile ...] args`, with this
+    venv's bin first on PATH (the rules start `python -m sidrec...`)."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir)]
+    if configfiles:
+        cmd += ["--configfile", *map(str, configfiles)]
+    cmd += list(map(str, args))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+@pytest.fixture
+def snakemake():
+    return run_snakemake
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Deterministic, and fair to the other tests running beside it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
