@@ -43,7 +43,7 @@ for seed in $SEEDS; do
   cmd=(timeout -s INT -k 30 "$TIMEOUT" python3 -m snakemake --snakefile "$PWD/Snakefile" --directory "$dir"
        --cores "$CORES" --resources gpu=1 --rerun-incomplete --keep-going
        --set-resources "${GPU_RULES[@]}" --configfile "${CONFIGS[@]}" --config "seed=$seed" "${EXTRA[@]}")
-  printf 'seed %s: %q ' "$seed" "${cmd[@]}" > "$dir/command.txt"; echo >> "$dir/command.txt"
+  { printf 'seed %s:' "$seed"; printf ' %q' "${cmd[@]}"; echo; } > "$dir/command.txt"
   cat "$dir/command.txt"
   "${cmd[@]}" > "$dir/snakemake.log" 2>&1 &
   pids+=($!)
@@ -54,6 +54,10 @@ for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || rc=$?
 done
 for seed in $SEEDS; do
+  # Failed jobs: name them and show the end of their logs (the terminal says only "check log").
+  grep -h "^Error in rule\|log: " "runs/$NAME/seed-$seed/snakemake.log" 2>/dev/null | grep -A1 "^Error in rule" |
+    grep -o "results/[^ ]*\.log" | sort -u | while read -r f; do
+      echo "--- seed $seed: $f"; tail -n 25 "runs/$NAME/seed-$seed/$f"; done
   echo "== seed $seed: $(grep -E 'steps \(100%\) done|Nothing to be done|Exiting because|Error' runs/$NAME/seed-$seed/snakemake.log | tail -2 | tr '\n' ' ')"
 done
 
