@@ -38,20 +38,14 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
-    from sidrec.data.tables import read_items, read_samples
+    from sidrec.data.tables import read_samples
     from sidrec.decode import beam
-    from sidrec.lm.base import load_causal_lm
     from sidrec.recommend import Recommender
-    from sidrec.sid import read_sid_json
 
     res = Path(args.results)
-    titles = read_items(res / "data/items.parquet")["title"].tolist()
-    codes = read_sid_json(res / "sid.json", n_items=len(titles))
-    samples = read_samples(res / f"data/{args.split}.parquet", len(titles)).iloc[: args.rows]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_causal_lm(args.model, dtype=torch.bfloat16 if device == "cuda" else torch.float32,
-                                      device=device)  # as sidrec/cli/predict.py
-    rec = Recommender(model, tokenizer, codes, titles)
+    rec = Recommender.from_artifacts(args.model, res / "data/items.parquet", res / "sid.json", device=device)
+    samples = read_samples(res / f"data/{args.split}.parquet", rec.builder.n_items).iloc[: args.rows]
 
     passes = []             # one entry per _decode_batch call
     planned = []            # per widening chunk: rows, cap, depth-1 need and trie bound

@@ -130,10 +130,3 @@ def read_samples(path, n_items: int) -> pd.DataFrame:
     df["history"] = [np.asarray(h, dtype=np.int64) for h in df["history"]]
     validate_samples(df, n_items, path)
     return df
-
-
-def read_dataset(data_dir) -> Dataset:
-    data_dir = Path(data_dir)
-    items = read_items(data_dir / "items.parquet")
-    splits = {s: read_samples(data_dir / f"{s}.parquet", len(items)) for s in SPLITS}
-    return Dataset(items=items, **splits)
