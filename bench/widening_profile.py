@@ -91,7 +91,7 @@ def main():
     report = {"mode": "bounded only" if args.bounded_only else "capped first round",
               "model": args.model, "split": args.split, "rows": len(samples), "k": args.k,
               "beam": args.beam, "batch_size": args.batch_size,
-              "device": str(next(model.parameters()).device), "seconds": round(total, 2),
+              "device": str(next(rec.model.parameters()).device), "seconds": round(total, 2),
               "rows_per_second": round(len(samples) / total, 1), "stats": result.stats,
               "first_pass": summary([p for p in passes if not p["widening"]]),
               "widening": summary(widening),

@@ -60,14 +60,7 @@ def _cyclic_samples(n_users: int, rng: np.random.Generator, length: int = 14):
     return make_samples(*tr), make_samples(*va)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny matrices gain nothing from threads, and on a busy 2-core machine torch's
-    # threads wait on each other: one thread keeps this file's run time steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,20 @@
 `accelerate launch` or the multi-GPU (ZeRO-2 for SFT) one; a missing accelerate config
 and more processes than GPUs fail with messages that say what to change."""
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, run_snakemake
 from sidrec.cli import check_devices
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def dry_run_commands(workdir: Path, *resources: str, root: Path = ROOT):
     """Shell commands that a dry run prints, by stage module (sidrec.cli.<stage>)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-p", "--directory", str(workdir),
-         "--snakefile", str(root / "Snakefile"), "--configfile", str(root / "config/config.yaml"),
-         "--set-resources", *resources],
-        capture_output=True, text=True, timeout=300)
+    out = run_snakemake(workdir, "-n", "-p", "--cores", "1", "--set-resources", *resources,
+                        snakefile=root / "Snakefile")
     commands = {}
     for line in out.stdout.splitlines():
         if line.startswith("Shell command:") and "sidrec.cli." in line:

@@ -22,12 +22,7 @@ CODES = _ALL[_rng.choice(len(_ALL), N_ITEMS, replace=False)]
 PROMPTS = [_rng.integers(1, 50, n).tolist() for n in (3, 11, 6, 2, 13, 8, 5, 9, 4, 12, 7, 10)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()  # tiny matrices: extra threads only add contention
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _tiny(arch: str = "llama", attn: str = "sdpa", scale: float = 40.0):

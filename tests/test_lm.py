@@ -313,8 +313,6 @@ def test_sft_with_lora_merges_into_a_plain_model(tiny_dir, tmp_path):
 
 
 def test_sft_resumes_from_its_scratch_checkpoint(tiny_dir, tmp_path, monkeypatch):
-    import shutil
-
     import sidrec.lm.sft as sft
 
     out, scratch = tmp_path / "sft", tmp_path / "scratch"

@@ -19,14 +19,7 @@ from sidrec.quantize import rqvae
 SMALL = dict(hidden_dims=[32, 16], latent_dim=8, levels=3, codebook_size=16, kmeans_iters=10, lr=3e-3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny matrices: intra-op threads only add contention (on a busy 2-core box a 600x8
-    # matmul took 15 ms with 2 threads and 0.01 ms with 1). Restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from sidrec import sid
 from sidrec.errors import InputError
@@ -14,12 +13,7 @@ from sidrec.sid import (assign_unique_sids, code_token, level_tokens, parse_toke
                         sid_strings, write_sid_json, write_sid_meta)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()  # tiny matrices: extra threads only add contention
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

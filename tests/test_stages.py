@@ -13,6 +13,8 @@ from sidrec.stages.embeddings import load_embeddings
 from sidrec.stages.quantize import fit_quantizer
 from sidrec.stages.sid import build_sids
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 PARAMS = {"method": "rqvae", "levels": 2, "codebook_size": 8, "latent_dim": 4, "hidden_dims": [16],
           "epochs": 20, "kmeans_iters": 5, "seed": 3}
 
@@ -28,7 +30,6 @@ def embeddings(tmp_path):
 
 
 def test_quantize_then_sid_gives_one_unique_sid_per_item(tmp_path, embeddings):
-    torch.set_num_threads(1)
     report = fit_quantizer(embeddings, tmp_path / "rqvae.ckpt", PARAMS, device="cpu", log=lambda *_: None)
     assert "collision_rate" in report
     assert load_quantizer(tmp_path / "rqvae.ckpt").method == "rqvae"
@@ -41,7 +42,6 @@ def test_quantize_then_sid_gives_one_unique_sid_per_item(tmp_path, embeddings):
 
 
 def test_same_seed_same_sids_other_seed_other_model(tmp_path, embeddings):
-    torch.set_num_threads(1)
     out = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         fit_quantizer(embeddings, tmp_path / f"{name}.ckpt", {**PARAMS, "seed": seed}, log=lambda *_: None)

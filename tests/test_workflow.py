@@ -1,29 +1,19 @@
-"""The Snakemake workflow itself: it parses, lints clean, and plans the full DAG."""
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
+"""The Snakemake workflow itself: it parses, lints clean, plans the full DAG, and stops
+on bad names before any job."""
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def run(*args, cwd=ROOT):
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+from conftest import ROOT, run_snakemake
 
 
 def test_lint_is_clean():
-    out = run("--lint")
+    out = run_snakemake(ROOT, "--lint")
     assert out.returncode == 0, out.stdout + out.stderr
     text = (out.stdout + out.stderr).lower()
     assert "lints for" not in text, out.stdout + out.stderr
 
 
 def test_dry_run_plans_every_stage(tmp_path):
-    out = run("-n", "--quiet", "rules", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
-              "--configfile", str(ROOT / "config/config.yaml"))
+    out = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--cores", "1")
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout + out.stderr
     for rule in ("dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict",
@@ -32,7 +22,15 @@ def test_dry_run_plans_every_stage(tmp_path):
 
 
 def test_unknown_dataset_in_run_is_rejected_before_any_job(tmp_path):
-    out = run("-n", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
-              "--configfile", str(ROOT / "config/config.yaml"), "--config", "run=[nope]")
+    out = run_snakemake(tmp_path, "-n", "--cores", "1", "--config", "run=[nope]")
     assert out.returncode != 0
     assert "nope" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "a/b"])
+def test_a_dataset_name_that_is_no_plain_folder_name_is_rejected(tmp_path, name):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(f'run: ["{name}"]\ndatasets:\n  "{name}": {{source: movielens}}\n')
+    out = run_snakemake(tmp_path, "-n", "--cores", "1", configfiles=[overlay])
+    assert out.returncode != 0
+    assert "plain folder name" in out.stdout + out.stderr
