@@ -8,13 +8,13 @@ attention mask (what sentence-transformers does for MiniLM), L2-normalised.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, config_from_section
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
@@ -28,11 +28,7 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, params: dict) -> "EncoderConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise InputError("encoder", f"unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**params)
+        return config_from_section(cls, params, "encoder")
 
 
 def resolve_encoder(spec: str) -> Path:

@@ -20,3 +20,15 @@ class InputError(ValueError):
         if key is not None:
             where += f": key '{key}'"
         super().__init__(f"{where}: {message}")
+
+
+def config_from_section(cls, params, section: str):
+    """Build the dataclass `cls` from one config section (a dict), naming any key it
+    does not have (a typo must fail here, not silently fall back to a default)."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InputError(section, f"unknown key(s) {unknown}; expected some of {sorted(known)}")
+    return cls(**dict(params))

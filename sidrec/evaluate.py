@@ -5,13 +5,13 @@ significance tests and outside comparisons all start from the same rows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .errors import InputError, config_from_section
 from .io import atomic_path
 from .metrics import metric_rows
 
@@ -42,11 +42,7 @@ class EvaluateConfig:
 
     @classmethod
     def from_dict(cls, params: dict) -> "EvaluateConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise InputError("evaluate", f"unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**params)
+        return config_from_section(cls, params, "evaluate")
 
 
 def predictions_frame(samples: pd.DataFrame, ranked: np.ndarray, scores: np.ndarray) -> pd.DataFrame:

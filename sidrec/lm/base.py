@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, config_from_section
 from ..io import atomic_dir
 
 SMOLLM2 = "smollm2-135m"
@@ -135,11 +135,7 @@ class TinyConfig:
             return cls()
         if isinstance(config, cls):
             return config
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise InputError("lm.tiny", f"unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**dict(config))
+        return config_from_section(cls, config, "lm.tiny")
 
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"

@@ -20,7 +20,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, config_from_section
 from .base import load_causal_lm, resolve_device
 from .prompts import TASKS, PromptBuilder, encode_examples
 from .run import fingerprint, library_versions, prepare_scratch, save_final, scratch_path
@@ -84,11 +84,7 @@ class SFTConfig:
 
     @classmethod
     def from_dict(cls, params: dict) -> "SFTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise InputError("sft", f"unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**params)
+        return config_from_section(cls, params, "sft")
 
 
 # ------------------------------------------------------------------- data
