@@ -8,7 +8,7 @@ a JSON summary: median step time, samples/s and tokens/s, speed-up and efficienc
 the first count, peak memory per GPU, and the loss trajectories with their largest
 gap to the first count's (raw and over 10-step means).
 
-    python bench/sft_scaling.py --base /tmp/smollm2 --data results/X/data \
+    python bench/sft_scaling.py --base results/models/smollm2-135m --data results/X/data \
         --sid results/X/sid.json --gpus 1 2 --steps 200 --global-batch 128 --out $OUT/scaling.json
 """
 from __future__ import annotations

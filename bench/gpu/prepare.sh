@@ -14,7 +14,7 @@ REPO=$PWD
 CHUNK_MIB=${CHUNK_MIB:-58}   # + the working tree (<1 MiB) must stay under the call's 64 MiB
 PIECE_MIB=${PIECE_MIB:-8}
 DATA_SRC=${DATA_SRC:-$REPO/../shared/data/minionerec-amazon18}
-[ -d "$DATA_SRC" ] || DATA_SRC=/work/shared/data/minionerec-amazon18
+[ -d "$DATA_SRC" ] || { echo "prepare.sh: no Amazon data at $DATA_SRC (set DATA_SRC)" >&2; exit 1; }
 PY=${PY:-python3}
 
 echo "== wheels -> .whl/"
