@@ -1,6 +1,7 @@
 # Helpers for every rules/*.smk file (target lists, config lookups, code inputs, launch
 # prefixes). Named functions only, so rules stay declarative.
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -65,7 +66,7 @@ def code(entry):
 def repo_path(path):
     """Config paths are absolute or relative to the repository root, whatever the
     working directory (`--directory`) is."""
-    return str(ROOT / path) if not Path(path).is_absolute() else str(path)
+    return os.path.normpath(ROOT / path) if not Path(path).is_absolute() else str(path)
 
 
 def dataset_spec(wildcards):
