@@ -37,18 +37,27 @@ def atomic_path(path, *, suffix: str = ""):
 def atomic_dir(path):
     """Yield an empty temporary folder beside `path`; on success it replaces `path`.
 
-    On failure the temporary folder is removed and whatever was at `path` stays.
-    (Replacing an existing folder is remove-then-rename: two steps, but never a
-    half-written model under the final name.)
+    On failure the temporary folder is removed and whatever was at `path` stays. An
+    existing `path` is first renamed aside, then the new folder renamed in, then the old
+    one deleted: a kill between any two steps leaves a complete folder under the final
+    name or under the aside name (`.NAME.old.*`, which the next replacement clears up),
+    never no model at all and never a half-written one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.old.*"):  # left by a kill mid-swap
+        if path.exists():
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        aside = None
         if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, aside / path.name)
         os.replace(tmp, path)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -87,3 +87,36 @@ def test_pickled_object_is_refused(tmp_path):
     raw.write_bytes(pickle.dumps(PurePosixPath, protocol=2))  # a bare pickle of a global
     with pytest.raises(InputError, match="raw.ckpt"):
         load_checkpoint(raw, FMT, "test")
+
+
+def test_atomic_dir_replaces_a_folder_without_deleting_it_first(tmp_path):
+    from sidrec.io import atomic_dir
+
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("v1")
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("v2")
+    assert (target / "weights").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing left aside
+
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_text("half")
+            raise RuntimeError("killed while writing")
+    assert (target / "weights").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_atomic_dir_clears_what_a_kill_mid_swap_left_aside(tmp_path):
+    from sidrec.io import atomic_dir
+
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("v1")
+    stale = tmp_path / ".model.old.abc123"
+    (stale / "model").mkdir(parents=True)
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("v2")
+    assert not stale.exists()
+    assert (target / "weights").read_text() == "v2"
