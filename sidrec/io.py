@@ -68,14 +68,45 @@ def write_json(path, obj, *, indent: int | None = 1) -> None:
         tmp.write_text(json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
-def read_json(path):
+def read_text(path) -> str:
+    """A UTF-8 text file's contents; InputError naming the file (and the line of the first
+    byte that is not UTF-8) otherwise."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
+    data = path.read_bytes()
     try:
-        return json.loads(path.read_text())
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})",
+                         line=data.count(b"\n", 0, e.start) + 1) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs):
+    """json.loads hook: a repeated key is an error, not "the last one wins"."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def read_json(path):
+    """A JSON file, refusing malformed JSON, text that is not UTF-8 and repeated keys
+    (each named with the file)."""
+    text = read_text(path)
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise InputError(path, f"malformed JSON: {e.msg}", line=e.lineno) from None
+    except _DuplicateKey as e:
+        raise InputError(path, "the same key appears twice in one object (which would win is "
+                               "arbitrary)", key=str(e)) from None
 
 
 def plain(obj):

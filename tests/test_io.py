@@ -1,4 +1,5 @@
-"""The checkpoint envelope: round trip, and every bad file an InputError naming its path."""
+"""Safe reads and atomic writes (sidrec/io.py): the checkpoint envelope, atomic folders, JSON and
+text that is refused with the file named."""
 from __future__ import annotations
 
 import pickle
@@ -120,3 +121,26 @@ def test_atomic_dir_clears_what_a_kill_mid_swap_left_aside(tmp_path):
         (tmp / "weights").write_text("v2")
     assert not stale.exists()
     assert (target / "weights").read_text() == "v2"
+
+
+def test_a_repeated_json_key_is_named_not_silently_overwritten(tmp_path):
+    from sidrec.io import read_json
+
+    path = tmp_path / "items.json"
+    path.write_text('{"0": {"title": "a"},\n "1": {"title": "b"},\n "0": {"title": "c"}}')
+    with pytest.raises(InputError, match="key '0'.*twice") as err:
+        read_json(path)
+    assert str(path) in str(err.value)
+
+
+def test_text_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    from sidrec.data.minionerec import read_rows
+    from sidrec.io import read_text
+
+    path = tmp_path / "valid.csv"
+    path.write_bytes(b"user_id,item_id\nU1,3\nU2 caf\xe9,4\n")
+    with pytest.raises(InputError, match=r"valid.csv:3: not UTF-8") as err:
+        read_text(path)
+    assert "UnicodeDecodeError" not in str(err.value)
+    with pytest.raises(InputError, match=r"valid.csv:3: not UTF-8"):
+        read_rows(path, {})

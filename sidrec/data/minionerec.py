@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import csv
 import html
+import io
 import re
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..io import read_json
+from ..io import read_json, read_text
 from .tables import Dataset, make_samples
 
 CSV_COLUMNS = ("user_id", "history_item_id", "item_id")
@@ -146,45 +147,45 @@ def read_rows(path, id_map: dict) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(path, "file not found")
     users, histories, targets, lines = [], [], [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError(path, "empty file (no header)", line=1) from None
-        missing = [c for c in CSV_COLUMNS if c not in header]
-        if missing:
-            raise InputError(path, f"missing column(s) {missing}; header has {header}", line=1)
-        col = {c: header.index(c) for c in CSV_COLUMNS}
-        line = reader.line_num + 1
-        try:
-            for row in reader:
-                if not row:  # a blank line
-                    line = reader.line_num + 1
-                    continue
-                if len(row) != len(header):
-                    raise InputError(path, f"expected {len(header)} fields, found {len(row)}", line=line)
-                user = row[col["user_id"]].strip()
-                if not user:
-                    raise InputError(path, "empty user_id", line=line)
-                history = _int_list(row[col["history_item_id"]], path, line, "history_item_id")
-                if not history:
-                    raise InputError(path, "history_item_id is empty", line=line)
-                target_cell = row[col["item_id"]].strip()
-                if not target_cell.lstrip("-").isdigit():
-                    raise InputError(path, f"item_id {target_cell!r} is not an integer", line=line)
-                ids = history + [int(target_cell)]
-                try:
-                    mapped = [id_map[i] for i in ids]
-                except KeyError as e:
-                    raise InputError(path, f"item id {e.args[0]} is not in the item file", line=line) from None
-                users.append(user)
-                histories.append(mapped[:-1])
-                targets.append(mapped[-1])
-                lines.append(line)
+    # Decoded up front: text that is not UTF-8 is named with its file and line.
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(path, "empty file (no header)", line=1) from None
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise InputError(path, f"missing column(s) {missing}; header has {header}", line=1)
+    col = {c: header.index(c) for c in CSV_COLUMNS}
+    line = reader.line_num + 1
+    try:
+        for row in reader:
+            if not row:  # a blank line
                 line = reader.line_num + 1
-        except csv.Error as e:
-            raise InputError(path, f"malformed CSV: {e}", line=line) from None
+                continue
+            if len(row) != len(header):
+                raise InputError(path, f"expected {len(header)} fields, found {len(row)}", line=line)
+            user = row[col["user_id"]].strip()
+            if not user:
+                raise InputError(path, "empty user_id", line=line)
+            history = _int_list(row[col["history_item_id"]], path, line, "history_item_id")
+            if not history:
+                raise InputError(path, "history_item_id is empty", line=line)
+            target_cell = row[col["item_id"]].strip()
+            if not target_cell.lstrip("-").isdigit():
+                raise InputError(path, f"item_id {target_cell!r} is not an integer", line=line)
+            ids = history + [int(target_cell)]
+            try:
+                mapped = [id_map[i] for i in ids]
+            except KeyError as e:
+                raise InputError(path, f"item id {e.args[0]} is not in the item file", line=line) from None
+            users.append(user)
+            histories.append(mapped[:-1])
+            targets.append(mapped[-1])
+            lines.append(line)
+            line = reader.line_num + 1
+    except csv.Error as e:
+        raise InputError(path, f"malformed CSV: {e}", line=line) from None
     return pd.DataFrame({"user": pd.Series(users, dtype=object),
                          "history": pd.Series(histories, dtype=object),
                          "target": np.asarray(targets, dtype=np.int64),

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io import read_text
 from .splits import leave_one_out
 from .tables import Dataset
 
@@ -45,10 +46,7 @@ def read_atomic(path, required) -> tuple[pd.DataFrame, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not UTF-8 text ({e.reason})") from None
+    lines = read_text(path).split("\n")
     header = [h.split(":", 1)[0].strip() for h in lines[0].rstrip("\r").split("\t")]
     missing = [c for c in required if c not in header]
     if missing:
