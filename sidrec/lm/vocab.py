@@ -33,7 +33,7 @@ def add_sid_tokens(model, tokenizer, sid_codes: np.ndarray, *, seed: int | None 
     distinguishable from the first step. Mean-only rows were tried and fail on a
     from-scratch model: its random rows average to ~0, so every SID token started as
     the same near-zero vector, in the input and (tied) in the output; with them the
-    tiny model on ml-100k learnt more slowly and stalled more often (bench/RESULTS.md).
+    tiny model on ml-100k learnt more slowly and stalled more often (bench/ARCHIVE.md).
     """
     from tokenizers import AddedToken
 
