@@ -36,15 +36,25 @@ def check_datasets():
 
 
 def check_sft_overrides():
-    """A dataset's `sft` entry may only override keys that `sft` has (typos fail here,
-    before any job starts, not in the SFT job)."""
+    """A dataset's `sft` entry may only override keys that `sft` has, with values the
+    schema allows for them (typos, wrong types and ranges fail here, before any job
+    starts, not in the SFT job after five stages)."""
+    import jsonschema
+    import yaml
+
+    sft_schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["sft"]
+    validator = jsonschema.Draft202012Validator(sft_schema)
     for name, spec in config["datasets"].items():
-        unknown = sorted(set(spec.get("sft") or {}) - set(config["sft"]))
+        overrides = spec.get("sft") or {}
+        unknown = sorted(set(overrides) - set(config["sft"]))
         if unknown:
             raise ValueError(
                 f"config: key 'datasets.{name}.sft': unknown key(s) {unknown} "
                 f"(expected some of {sorted(config['sft'])})"
             )
+        for error in validator.iter_errors(overrides):
+            key = ".".join(str(p) for p in error.path)
+            raise ValueError(f"config: key 'datasets.{name}.sft.{key}': {error.message}")
 
 
 check_datasets()

@@ -166,6 +166,15 @@ def test_a_dataset_sft_override_reruns_its_sft_and_a_misspelt_one_is_named(built
     assert "datasets.synth.sft" in out.stdout + out.stderr and "learning_rate" in out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("override, named", [({"epochs": -3}, "datasets.synth.sft.epochs"),
+                                              ({"lr": "fast"}, "datasets.synth.sft.lr")])
+def test_a_dataset_sft_override_of_the_wrong_type_or_range_stops_before_any_job(built, override, named):
+    bad = write_overlay(built, "bad_override.yaml", {"datasets": {"synth": {"source": "minionerec", "sft": override}}})
+    out = dry_run(built, extra=[bad])
+    assert out.returncode != 0
+    assert named in out.stdout + out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
+
+
 def test_a_relative_dataset_path_is_read_from_the_repository_root(built, tmp_path):
     """Config paths hold from any working directory: relative ones start at the repo root."""
     work, configs = built

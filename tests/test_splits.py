@@ -127,3 +127,16 @@ def test_bad_arguments():
         leave_one_out(log(), 0)
     with pytest.raises(InputError, match="timestamp"):
         chronological_split(leave_one_out(log(), 2)[0])
+
+
+@pytest.mark.parametrize("empty", ["train", "valid", "test"])
+def test_a_dataset_with_an_empty_split_is_refused_before_it_is_written(tmp_path, empty):
+    from sidrec.data.tables import Dataset, make_samples, write_dataset
+
+    items = pd.DataFrame({"item_id": np.arange(3), "title": ["a", "b", "c"], "text": ["a", "b", "c"],
+                          "source_id": ["0", "1", "2"]})
+    rows = make_samples(["u"], [[0, 1]], [2])
+    splits = {name: (rows.iloc[:0] if name == empty else rows) for name in ("train", "valid", "test")}
+    with pytest.raises(InputError, match=f"the {empty} split has no rows"):
+        write_dataset(Dataset(items=items, **splits), tmp_path)
+    assert not list(tmp_path.iterdir())

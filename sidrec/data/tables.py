@@ -43,6 +43,10 @@ class Dataset:
     def validate(self, source="dataset") -> "Dataset":
         validate_items(self.items, source)
         for name in SPLITS:
+            # An empty split would pass every later check and fail deep inside training
+            # or evaluation instead ("max() arg is an empty sequence"): stop here.
+            if len(self.split(name)) == 0:
+                raise InputError(source, f"the {name} split has no rows")
             validate_samples(self.split(name), self.n_items, f"{source} ({name})")
         return self
 
