@@ -12,6 +12,7 @@ Plain Python with no Snakemake in it, so rules/common.smk and the tests share it
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 
@@ -40,7 +41,8 @@ def _dotted_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(root: Path, path: Path, package: str) -> set[str]:
+@functools.lru_cache(maxsize=None)  # every rule's walk reads the same files again
+def _imports(root: Path, path: Path, package: str) -> frozenset[str]:
     """Dotted names of the `package` modules that `path` imports (anywhere in it)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     inside = path.is_relative_to(root / package)
@@ -64,7 +66,7 @@ def _imports(root: Path, path: Path, package: str) -> set[str]:
             found.add(base)
             # `from pkg import name`: name may be a submodule.
             found.update(f"{base}.{a.name}" for a in node.names if a.name != "*")
-    return {n for n in found if n == package or n.startswith(package + ".")}
+    return frozenset(n for n in found if n == package or n.startswith(package + "."))
 
 
 def package_files(entry: str | Path, root: str | Path, package: str = "sidrec") -> list[str]:
