@@ -1,5 +1,5 @@
 # sidrec: generative recommendation with semantic IDs.
-# item text -> embeddings.npy -> rqvae.ckpt -> sid.json -> sft/ -> metrics.tsv
+# item text -> embeddings.npy -> rqvae.ckpt -> sid.json -> sft/ -> rl/ -> metrics.tsv
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -26,6 +26,7 @@ wildcard_constraints:
 include: "rules/data.smk"
 include: "rules/tokenize.smk"
 include: "rules/generator.smk"
+include: "rules/rl.smk"
 include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
 

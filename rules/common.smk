@@ -9,8 +9,10 @@ from pathlib import Path
 ROOT = Path(workflow.basedir)
 ACCELERATE_CONFIGS = ROOT / "config" / "accelerate"
 SPLITS = ["valid", "test"]
-# Models decoded from an LM folder results/{dataset}/{lm} (rl joins when it exists).
-LMS = ["sft"]
+# Models decoded from an LM folder results/{dataset}/{lm}.
+LMS = ["sft", "rl"]
+# Config sections a dataset may override with its own entry (datasets.NAME.sft, ...).
+OVERRIDABLE = ("sft", "rl")
 
 sys.path.insert(0, str(ROOT / "workflow"))
 from code_inputs import package_files  # noqa: E402  (plain ast, never imports sidrec)
@@ -35,30 +37,31 @@ def check_datasets():
             )
 
 
-def check_sft_overrides():
-    """A dataset's `sft` entry may only override keys that `sft` has, with values the
-    schema allows for them (typos, wrong types and ranges fail here, before any job
-    starts, not in the SFT job after five stages)."""
+def check_overrides():
+    """A dataset's `sft` or `rl` entry may only override keys that the section has, with
+    values the schema allows for them (typos, wrong types and ranges fail here, before
+    any job starts, not in the training job after five stages)."""
     import jsonschema
     import yaml
 
-    sft_schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["sft"]
-    validator = jsonschema.Draft202012Validator(sft_schema)
-    for name, spec in config["datasets"].items():
-        overrides = spec.get("sft") or {}
-        unknown = sorted(set(overrides) - set(config["sft"]))
-        if unknown:
-            raise ValueError(
-                f"config: key 'datasets.{name}.sft': unknown key(s) {unknown} "
-                f"(expected some of {sorted(config['sft'])})"
-            )
-        for error in validator.iter_errors(overrides):
-            key = ".".join(str(p) for p in error.path)
-            raise ValueError(f"config: key 'datasets.{name}.sft.{key}': {error.message}")
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]
+    for section in OVERRIDABLE:
+        validator = jsonschema.Draft202012Validator(schema[section])
+        for name, spec in config["datasets"].items():
+            overrides = spec.get(section) or {}
+            unknown = sorted(set(overrides) - set(config[section]))
+            if unknown:
+                raise ValueError(
+                    f"config: key 'datasets.{name}.{section}': unknown key(s) {unknown} "
+                    f"(expected some of {sorted(config[section])})"
+                )
+            for error in validator.iter_errors(overrides):
+                key = ".".join(str(p) for p in error.path)
+                raise ValueError(f"config: key 'datasets.{name}.{section}.{key}': {error.message}")
 
 
 check_datasets()
-check_sft_overrides()
+check_overrides()
 
 
 def all_targets():
@@ -80,8 +83,8 @@ def repo_path(path):
 
 
 def dataset_spec(wildcards):
-    """How to read the dataset (its per-dataset `sft` overrides go to the sft rule)."""
-    spec = {k: v for k, v in config["datasets"][wildcards.dataset].items() if k != "sft"}
+    """How to read the dataset (its per-dataset `sft` and `rl` overrides go to those rules)."""
+    spec = {k: v for k, v in config["datasets"][wildcards.dataset].items() if k not in OVERRIDABLE}
     if spec.get("path") is not None:
         spec["path"] = repo_path(spec["path"])
     return spec
@@ -92,12 +95,20 @@ def with_seed(section):
     return {**section, "seed": int(section.get("seed", 0)) + int(config["seed"])}
 
 
+def section_params(section, wildcards):
+    """A training section (`sft`, `rl`) for this dataset: the section, updated with the
+    dataset's own entry, seeded by the run's seed, as one JSON string. Changing either
+    reruns exactly the jobs of the datasets it reaches."""
+    overrides = config["datasets"][wildcards.dataset].get(section) or {}
+    return as_json(with_seed({**config[section], **overrides}))
+
+
 def sft_params(wildcards):
-    """The SFT hyperparameters for this dataset: `sft`, updated with the dataset's own
-    `sft` entry, seeded by the run's seed. Changing either reruns exactly the SFT of the
-    datasets it reaches."""
-    overrides = config["datasets"][wildcards.dataset].get("sft") or {}
-    return as_json(with_seed({**config["sft"], **overrides}))
+    return section_params("sft", wildcards)
+
+
+def rl_params(wildcards):
+    return section_params("rl", wildcards)
 
 
 def quantizer_params(wildcards):

@@ -26,7 +26,7 @@ class EvaluateConfig:
     beam_width: int = 50        # beams of the constrained search (widened where not certified)
     batch_size: int = 64        # rows per decoding batch
     max_rows: int | None = None  # only the first N rows of each split (smoke tests)
-    models: tuple[str, ...] = ("sft", "popularity", "sasrec")  # the models of metrics.tsv (the workflow's)
+    models: tuple[str, ...] = ("sft", "rl", "popularity", "sasrec")  # the models of metrics.tsv (the workflow's)
 
     def __post_init__(self):
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))

@@ -12,6 +12,7 @@ from sidrec.evaluate import EvaluateConfig
 from sidrec.lm.base import TinyConfig
 from sidrec.lm.sft import SFTConfig
 from sidrec.quantize.rqvae import RQVAEConfig
+from sidrec.rl.grpo import RLConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
@@ -24,6 +25,7 @@ SECTIONS = [
     (("lm", "tiny"), TinyConfig, set(), {"max_position_embeddings", "min_frequency"}),
     (("sft",), SFTConfig, set(), {"lora_target_modules", "bf16", "max_grad_norm",
                                   "logging_steps", "eval_batch_size", "group_by_length"}),
+    (("rl",), RLConfig, set(), {"bf16"}),
     (("evaluate",), EvaluateConfig, set(), set()),
     (("baselines", "sasrec"), SASRecConfig, set(), {"max_len", "device", "eval_every"}),
 ]

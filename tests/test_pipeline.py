@@ -32,12 +32,12 @@ def dry_run(built, *args, extra=()):
 def test_metrics_table_has_every_model_split_metric_and_k(built):
     metrics = pd.read_csv(built[0] / "results/synth/metrics.tsv", sep="\t")
     assert list(metrics.columns) == ["dataset", "model", "split", "metric", "k", "value", "n"]
-    assert set(metrics.model) == {"sft", "popularity", "sasrec"}
-    assert len(metrics) == 3 * 2 * 2 * 3
+    assert set(metrics.model) == {"sft", "rl", "popularity", "sasrec"}
+    assert len(metrics) == 4 * 2 * 2 * 3
     assert metrics.value.between(0, 1).all()
     assert set(metrics.n) == {N_USERS}
     hr = metrics[metrics.metric == "HR"].set_index(["model", "split", "k"]).value
-    for model in ("sft", "popularity", "sasrec"):
+    for model in ("sft", "rl", "popularity", "sasrec"):
         for split in ("valid", "test"):
             assert hr[model, split, 1] <= hr[model, split, 5] <= hr[model, split, 10]
 
@@ -45,22 +45,34 @@ def test_metrics_table_has_every_model_split_metric_and_k(built):
 def test_sids_are_unique_and_predictions_are_catalogue_items(built):
     sids = json.loads((built[0] / "results/synth/sid.json").read_text())
     assert len(sids) == N_ITEMS and len({tuple(v) for v in sids.values()}) == N_ITEMS
-    for split in ("valid", "test"):
-        preds = pd.read_parquet(built[0] / f"results/synth/predictions/sft_{split}.parquet")
-        ranked = np.stack(preds["ranked"].to_numpy())
-        assert ranked.shape == (N_USERS, 10)
-        assert ((ranked >= 0) & (ranked < N_ITEMS)).all()
-        assert all(len(set(row)) == len(row) for row in ranked)
-        scores = np.stack(preds["scores"].to_numpy())
-        assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+    for model in ("sft", "rl"):
+        for split in ("valid", "test"):
+            preds = pd.read_parquet(built[0] / f"results/synth/predictions/{model}_{split}.parquet")
+            ranked = np.stack(preds["ranked"].to_numpy())
+            assert ranked.shape == (N_USERS, 10)
+            assert ((ranked >= 0) & (ranked < N_ITEMS)).all()
+            assert all(len(set(row)) == len(row) for row in ranked)
+            scores = np.stack(preds["scores"].to_numpy())
+            assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
 
 
-def test_sft_folder_loads_as_a_plain_hf_model(built):
+@pytest.mark.parametrize("lm", ["sft", "rl"])
+def test_lm_folders_load_as_plain_hf_models(built, lm):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    model = AutoModelForCausalLM.from_pretrained(built[0] / "results/synth/sft")
-    tok = AutoTokenizer.from_pretrained(built[0] / "results/synth/sft")
+    model = AutoModelForCausalLM.from_pretrained(built[0] / f"results/synth/{lm}")
+    tok = AutoTokenizer.from_pretrained(built[0] / f"results/synth/{lm}")
     assert tok.convert_tokens_to_ids("<a_0>") != tok.unk_token_id
     assert model.generation_config.do_sample is False
+
+
+def test_rl_report_says_which_step_was_kept_and_how_training_went(built):
+    report = json.loads((built[0] / "results/synth/rl/rl_report.json").read_text())
+    assert report["steps"] == report["planned_steps"] > 0
+    assert report["valid"][0]["step"] == 0  # the SFT model is the step to beat
+    best = max(e["valid_ndcg@10"] for e in report["valid"])
+    assert report["selected_valid_ndcg"] == best
+    assert 0 <= report["zero_advantage_fraction"] <= 1
+    assert report["log"] and all({"step", "reward", "frac_reward_zero_std", "kl"} <= set(h) for h in report["log"])
 
 
 def write_overlay(built, name, overlay: dict) -> Path:
@@ -89,6 +101,8 @@ def test_second_run_does_nothing_and_a_param_change_reruns_only_its_dependents(b
     changed = dry_run(built, extra=[write_overlay(built, "beam.yaml", {"evaluate": {"beam_width": 12}})])
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert set(planned_jobs(changed)) == {"predict", "metrics"}
+    rl = dry_run(built, extra=[write_overlay(built, "rl.yaml", {"rl": {"beta": 0.01}})])
+    assert set(planned_jobs(rl)) == {"rl", "predict", "metrics"}
     models = dry_run(built, extra=[write_overlay(built, "models.yaml", {"evaluate": {"models": ["sft", "sasrec"]}})])
     assert set(planned_jobs(models)) == {"metrics"}  # the list of models changes no predictions
 
@@ -96,13 +110,13 @@ def test_second_run_does_nothing_and_a_param_change_reruns_only_its_dependents(b
 def test_the_run_seed_reruns_exactly_the_seeded_stages(built):
     out = dry_run(built, "--config", "seed=1")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert set(planned_jobs(out)) == {"quantize", "sid", "base_tiny", "sft", "predict", "sasrec", "metrics"}
+    assert set(planned_jobs(out)) == {"quantize", "sid", "base_tiny", "sft", "rl", "predict", "sasrec", "metrics"}
 
 
 # rule -> the rules that consume its outputs (the tiny config's DAG)
-CONSUMERS = {"dataset": {"embed", "base_tiny", "sft", "predict", "popularity", "sasrec"},
-             "embed": {"quantize", "sid"}, "quantize": {"sid"}, "sid": {"sft", "predict"},
-             "base_tiny": {"sft"}, "sft": {"predict"}, "predict": {"metrics"},
+CONSUMERS = {"dataset": {"embed", "base_tiny", "sft", "rl", "predict", "popularity", "sasrec"},
+             "embed": {"quantize", "sid"}, "quantize": {"sid"}, "sid": {"sft", "rl", "predict"},
+             "base_tiny": {"sft"}, "sft": {"rl", "predict"}, "rl": {"predict"}, "predict": {"metrics"},
              "popularity": {"metrics"}, "sasrec": {"metrics"}, "metrics": set()}
 
 
@@ -117,11 +131,12 @@ def downstream(rules: set) -> set:
 
 
 @pytest.mark.parametrize("module, importers", [
-    ("sidrec/decode/beam.py", {"predict"}),
+    ("sidrec/decode/beam.py", {"predict", "rl"}),
+    ("sidrec/rl/rewards.py", {"rl"}),
     ("sidrec/baselines/sasrec.py", {"sasrec"}),
-    ("sidrec/lm/prompts.py", {"base_tiny", "sft", "predict"}),
+    ("sidrec/lm/prompts.py", {"base_tiny", "sft", "rl", "predict"}),
     ("sidrec/quantize/rqvae.py", {"quantize", "sid"}),
-    ("sidrec/metrics.py", {"sasrec", "popularity", "predict", "metrics"}),
+    ("sidrec/metrics.py", {"sasrec", "popularity", "predict", "rl", "metrics"}),
     ("sidrec/data/minionerec.py", {"dataset"}),
 ])
 def test_editing_a_module_makes_exactly_the_rules_that_import_it_stale(built, module, importers):
@@ -157,7 +172,7 @@ def test_a_dataset_sft_override_reruns_its_sft_and_a_misspelt_one_is_named(built
     override = write_overlay(built, "override.yaml", {"datasets": {"synth": {"source": "minionerec", "sft": {"lr": 0.001}}}})
     out = dry_run(built, extra=[override])
     assert out.returncode == 0, out.stdout + out.stderr
-    assert set(planned_jobs(out)) == {"sft", "predict", "metrics"}
+    assert set(planned_jobs(out)) == {"sft", "rl", "predict", "metrics"}
 
     misspelt = write_overlay(built, "misspelt.yaml",
                              {"datasets": {"synth": {"source": "minionerec", "sft": {"learning_rate": 0.001}}}})
@@ -166,10 +181,15 @@ def test_a_dataset_sft_override_reruns_its_sft_and_a_misspelt_one_is_named(built
     assert "datasets.synth.sft" in out.stdout + out.stderr and "learning_rate" in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("override, named", [({"epochs": -3}, "datasets.synth.sft.epochs"),
-                                              ({"lr": "fast"}, "datasets.synth.sft.lr")])
-def test_a_dataset_sft_override_of_the_wrong_type_or_range_stops_before_any_job(built, override, named):
-    bad = write_overlay(built, "bad_override.yaml", {"datasets": {"synth": {"source": "minionerec", "sft": override}}})
+@pytest.mark.parametrize("section, override, named", [
+    ("sft", {"epochs": -3}, "datasets.synth.sft.epochs"),
+    ("sft", {"lr": "fast"}, "datasets.synth.sft.lr"),
+    ("rl", {"num_generations": 1}, "datasets.synth.rl.num_generations"),
+    ("rl", {"rewards": {"ndcg": 1.0}}, "datasets.synth.rl.rewards"),
+    ("rl", {"betta": 0.1}, "datasets.synth.rl"),
+])
+def test_a_dataset_override_of_the_wrong_key_type_or_range_stops_before_any_job(built, section, override, named):
+    bad = write_overlay(built, "bad_override.yaml", {"datasets": {"synth": {"source": "minionerec", section: override}}})
     out = dry_run(built, extra=[bad])
     assert out.returncode != 0
     assert named in out.stdout + out.stderr, out.stdout[-2000:] + out.stderr[-2000:]

@@ -34,7 +34,7 @@ CORES=${SIDREC_CORES:-$(( $(nproc) / n_seeds ))}
 ((CORES >= 1)) || CORES=1
 TIMEOUT=${SIDREC_TIMEOUT:-560}
 GPUS=${SIDREC_GPUS:-1}   # 0 runs every stage on the CPU (to try this script anywhere)
-GPU_RULES=(embed:gpu=$GPUS quantize:gpu=$GPUS sft:gpu=$GPUS predict:gpu=$GPUS sasrec:gpu=$GPUS)
+GPU_RULES=(embed:gpu=$GPUS quantize:gpu=$GPUS sft:gpu=$GPUS rl:gpu=$GPUS predict:gpu=$GPUS sasrec:gpu=$GPUS)
 
 pids=()
 for seed in $SEEDS; do

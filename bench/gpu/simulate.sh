@@ -32,7 +32,7 @@ git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do
 done | tar --null -T - -cf - | tar -xf - -C "$SIM/work/repo"
 
 # GPU resources for the rules of either naming (a name that is no rule is ignored).
-GPU_RULES="embed:gpu=1 quantize:gpu=1 sft:gpu=1 predict:gpu=1 predict_sft:gpu=1 sasrec:gpu=1"
+GPU_RULES="embed:gpu=1 quantize:gpu=1 sft:gpu=1 rl:gpu=1 predict:gpu=1 predict_sft:gpu=1 sasrec:gpu=1"
 
 run_there() {  # a device call: clean env, the image's python3 first on PATH
     (cd "$SIM/work/repo" && env -i HOME="$SIM/home" PATH="$SIM/image/bin:/usr/bin:/bin" \

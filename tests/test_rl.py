@@ -1,0 +1,251 @@
+"""RL (GRPO): rewards against hand-computed values, rewards by each row's own target,
+catalogue-only rollouts, the one prompt builder, a short run that learns, selection on
+valid, and bad settings stopped by name."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sidrec.decode import constrained_topk, sample_items
+from sidrec.errors import InputError
+from sidrec.lm.base import build_tiny, load_causal_lm, save_model
+from sidrec.lm.prompts import PromptBuilder, encode_prompt, tokenizer_corpus
+from sidrec.lm.vocab import add_sid_tokens
+from sidrec.recommend import Recommender
+from sidrec.rl.grpo import RLConfig, rl_rows, train_rl
+from sidrec.rl.rewards import hit_reward, prefix_reward, rank_reward, trl_reward_functions
+from sidrec.rl.rollout import GroupRollout
+
+N_ITEMS = 24
+CODES = np.stack([np.arange(N_ITEMS) % 3, (np.arange(N_ITEMS) // 3) % 4, np.arange(N_ITEMS) // 12],
+                 axis=1).astype(np.int64)
+TITLES = [f"Film {i}" for i in range(N_ITEMS)]
+TINY = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vocab_size=300, seed=0)
+
+
+# ------------------------------------------------------------------- rewards
+
+def test_hit_reward_is_one_exactly_on_the_target():
+    np.testing.assert_array_equal(hit_reward([3, 4, 3], [3, 3, 5]), [1.0, 0.0, 0.0])
+
+
+def test_rank_reward_matches_hand_computed_values():
+    # Group 0 (4 rollouts): the hit at rank 1; wrong ones at ranks 0, 2, 3.
+    # Group 1: no hit -> 0 throughout.
+    items = [7, 5, 8, 9, 1, 2, 3, 4]
+    targets = [5, 5, 5, 5, 6, 6, 6, 6]
+    groups = [0, 0, 0, 0, 1, 1, 1, 1]
+    ranks = [0, 1, 2, 3, 0, 1, 2, 3]
+    norm = 1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4) + 1 / math.log2(5)
+    expected = [-(1 / math.log2(2)) / norm, 0.0, -(1 / math.log2(4)) / norm, -(1 / math.log2(5)) / norm,
+                0, 0, 0, 0]
+    np.testing.assert_allclose(rank_reward(items, targets, groups, ranks), expected, rtol=0, atol=1e-12)
+
+
+def test_prefix_reward_counts_shared_leading_levels():
+    # item 5 = (2, 1, 0); item 2 = (2, 0, 0) shares level 0 only (level 2 matches too, but
+    # after a mismatch: not a prefix); item 17 = (2, 1, 1) shares two levels.
+    out = prefix_reward([5, 2, 17, 0], [5, 5, 5, 5], CODES)
+    np.testing.assert_allclose(out, [1.0, 1 / 3, 2 / 3, 0.0])
+
+
+def test_rows_with_the_same_prompt_are_rewarded_by_their_own_targets():
+    """MiniOneRec's bug: a target looked up by prompt text gives a repeated prompt the
+    last target written. Here two rows share one prompt and one set of rollouts."""
+    funcs, weights = trl_reward_functions({"hit": 1.0, "prefix": 0.5}, CODES)
+    assert [f.__name__ for f in funcs] == ["hit", "prefix"] and weights == [1.0, 0.5]
+    prompt = "History: x\nNext item:\n"
+    rollouts = [3, 4, 3, 4]
+    kwargs = dict(prompts=[prompt] * 4, completions=["?"] * 4, completion_ids=[[0]] * 4,
+                  target=[3, 3, 4, 4], rollout_item=rollouts, rollout_group=[0, 0, 1, 1],
+                  rollout_rank=[0, 1, 0, 1], sample=[0, 0, 1, 1], trainer_state=None)
+    assert funcs[0](**kwargs) == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_unknown_or_all_zero_rewards_are_refused():
+    with pytest.raises(ValueError, match="unknown reward"):
+        trl_reward_functions({"hits": 1.0}, CODES)
+    with pytest.raises(ValueError, match="at least one"):
+        trl_reward_functions({"hit": 0.0}, CODES)
+
+
+# ------------------------------------------------------------------- settings
+
+@pytest.mark.parametrize("key, value, named", [
+    ("num_generations", 1, "num_generations"),
+    ("beta", -0.1, "beta"),
+    ("rewards", {"ndcg": 1.0}, "rewards"),
+    ("rollout", "greedy", "rollout"),
+    ("tasks", ["sid_to_title"], "tasks"),
+    ("temperature", 0.0, "temperature"),
+    ("loss_type", "ppo", "loss_type"),
+    ("bogus", 1, "bogus"),
+])
+def test_bad_rl_settings_are_named(key, value, named):
+    with pytest.raises(InputError) as err:
+        RLConfig.from_dict({key: value})
+    assert named in str(err.value)
+
+
+# ------------------------------------------------------------------- model fixtures
+
+@pytest.fixture(scope="module")
+def sft_dir(tmp_path_factory, one_thread):
+    """An untrained tiny model with the SID tokens, saved as SFT leaves its folder."""
+    root = tmp_path_factory.mktemp("rl")
+    build_tiny(root / "base", tokenizer_corpus(TITLES), TINY)
+    model, tokenizer = load_causal_lm(root / "base")
+    add_sid_tokens(model, tokenizer, CODES, seed=0)
+    save_model(model, tokenizer, root / "sft")
+    return root / "sft"
+
+
+@pytest.fixture(scope="module")
+def catalogue(sft_dir):
+    model, tokenizer = load_causal_lm(sft_dir)
+    return Recommender(model, tokenizer, CODES, TITLES)
+
+
+def samples(n, target=None, seed=0):
+    rng = np.random.default_rng(seed)
+    histories = [rng.integers(0, N_ITEMS, size=int(rng.integers(1, 5))) for _ in range(n)]
+    targets = [target] * n if target is not None else rng.integers(0, N_ITEMS, size=n).tolist()
+    return pd.DataFrame({"user": np.arange(n), "history": histories, "target": targets})
+
+
+class FakeTrainer:
+    """What GroupRollout reads from TRL's trainer."""
+
+    def __init__(self, model):
+        self.model = model
+        self.accelerator = type("A", (), {"unwrap_model": staticmethod(lambda m: m)})()
+
+
+# ------------------------------------------------------------------- rollouts
+
+@pytest.mark.parametrize("kind", ["beam", "sample"])
+def test_every_rollout_is_a_catalogue_item_with_its_sid_as_completion(catalogue, kind):
+    G = 6
+    rollout = GroupRollout(catalogue.tokenizer, catalogue.trie, G, kind=kind, temperature=1.5, seed=3)
+    rows = samples(5)
+    prompts = [catalogue.builder.eval_prompt(h) for h in rows["history"] for _ in range(G)]
+    out = rollout(prompts, FakeTrainer(catalogue.model))
+    items = np.asarray(out["rollout_item"])
+    assert items.shape == (5 * G,) and ((items >= 0) & (items < N_ITEMS)).all()
+    eos = catalogue.tokenizer.eos_token_id
+    tokens = catalogue.trie.item_tokens.numpy()
+    for item, completion in zip(items, out["completion_ids"]):
+        assert completion == tokens[item].tolist() + [eos]
+    assert out["rollout_group"] == np.repeat(np.arange(5), G).tolist()
+    for g in range(5):
+        assert sorted(out["rollout_rank"][g * G:(g + 1) * G]) == list(range(G))
+    if kind == "beam":  # the G best items, distinct, in rank order
+        for g in range(5):
+            assert len(set(items[g * G:(g + 1) * G])) == G
+    assert not catalogue.model.training  # left as found
+
+
+def test_the_rollout_prompt_is_the_sft_and_evaluation_prompt(catalogue):
+    """One builder: the RL rows' prompt text is the next-item prompt SFT trains on, and
+    the ids the rollout feeds are the ids evaluation feeds (Recommender.prompts)."""
+    rows = samples(4)
+    columns = rl_rows(catalogue.builder, rows, ("next_item",), None, 0)
+    sft_prompts = [e.prompt for e in catalogue.builder.examples(rows, ("next_item",))]
+    assert columns["prompt"] == sft_prompts
+    assert columns["target"] == rows["target"].tolist()
+    G = 2
+    out = GroupRollout(catalogue.tokenizer, catalogue.trie, G)(
+        [p for p in columns["prompt"] for _ in range(G)], FakeTrainer(catalogue.model))
+    expected = catalogue.prompts(rows["history"])
+    assert out["prompt_ids"] == [p for p in expected for _ in range(G)]
+
+
+def test_title_rows_target_their_own_item():
+    builder = PromptBuilder(CODES, TITLES)
+    columns = rl_rows(builder, samples(3), ("next_item", "title_to_sid"), None, 0)
+    assert columns["task"].count("title_to_sid") == N_ITEMS
+    title_rows = [i for i, t in enumerate(columns["task"]) if t == "title_to_sid"]
+    assert [columns["target"][i] for i in title_rows] == list(range(N_ITEMS))
+    assert columns["prompt"][title_rows[5]] == builder.title_to_sid(5).prompt
+
+
+def test_rows_not_in_groups_are_refused(catalogue):
+    rollout = GroupRollout(catalogue.tokenizer, catalogue.trie, 3)
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        rollout.groups(["a", "a", "a", "b"])
+    with pytest.raises(ValueError, match="not one prompt repeated"):
+        rollout.groups(["a", "a", "b", "b", "b", "b"])
+
+
+def test_cold_sampling_follows_the_greedy_path(catalogue):
+    """At a temperature near 0 every draw is the best allowed code at each level: the
+    item a width-1 constrained beam search finds."""
+    prompts = catalogue.prompts(samples(6)["history"])
+    greedy = constrained_topk(catalogue.model, prompts, catalogue.trie, k=1, beam_width=1,
+                              pad_token_id=catalogue.tokenizer.pad_token_id, exact=False)
+    drawn = sample_items(catalogue.model, prompts, catalogue.trie, n=4, temperature=1e-4,
+                         pad_token_id=catalogue.tokenizer.pad_token_id,
+                         generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(drawn.items, np.repeat(greedy.items, 4, axis=1))
+    np.testing.assert_allclose(drawn.scores, np.repeat(greedy.scores, 4, axis=1), atol=1e-4)
+
+
+# ------------------------------------------------------------------- training
+
+def small_run(sft_dir, out, **overrides):
+    config = dict(max_steps=20, prompts_per_step=8, num_generations=6, eval_steps=5, lr=0.01, logging_steps=1,
+                  rollout="sample", beta=0.0, rewards={"hit": 1.0, "prefix": 1.0}, max_valid_samples=16)
+    config.update(overrides)
+    return train_rl(sft_dir, samples(40, target=5), samples(16, target=5, seed=1), CODES, TITLES, out,
+                    config, device="cpu", log=lambda *_: None)
+
+
+def test_grpo_where_one_item_is_always_right_learns_it(sft_dir, tmp_path, one_thread):
+    from transformers import AutoModelForCausalLM
+
+    report = small_run(sft_dir, tmp_path / "rl")
+    rewards = [h["rewards/hit/mean"] for h in report["log"]]
+    assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.3, rewards
+    assert report["selected_step"] > 0 and report["selected_valid_ndcg"] > report["valid"][0]["valid_ndcg@10"]
+    # The folder loads as a plain HF model, with weights that moved, and decodes item 5 first.
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "rl")
+    before = AutoModelForCausalLM.from_pretrained(sft_dir)
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), before.state_dict().values()))
+    saved = json.loads((tmp_path / "rl" / "rl_report.json").read_text())
+    assert saved["selected_step"] == report["selected_step"]
+    assert (tmp_path / "rl" / "generation_config.json").is_file()
+    rec = Recommender.from_artifacts(tmp_path / "rl", _items(tmp_path), _sid(tmp_path))
+    assert (rec.top_k(samples(4, seed=2)["history"], 3, beam_width=5).items[:, 0] == 5).all()
+    assert not (tmp_path / ".rl.scratch").exists()  # scratch removed on success
+    for key in ("zero_advantage_fraction", "median_step_seconds", "median_rollout_seconds"):
+        assert report[key] is not None
+
+
+def test_no_step_beating_sft_on_valid_keeps_the_sft_model(sft_dir, tmp_path, one_thread):
+    # lr so small that nothing changes on valid: rl/ must be the SFT model, byte for byte.
+    report = small_run(sft_dir, tmp_path / "rl", lr=1e-12, max_steps=4, eval_steps=2)
+    assert report["selected_step"] == 0 and report["selected"].startswith("sft")
+    a = (tmp_path / "rl" / "model.safetensors").read_bytes()
+    assert a == (sft_dir / "model.safetensors").read_bytes()
+
+
+def _items(root):
+    path = root / "items.parquet"
+    if not path.exists():
+        pd.DataFrame({"item_id": np.arange(N_ITEMS), "title": TITLES, "text": TITLES,
+                      "source_id": [f"m{i}" for i in range(N_ITEMS)]}).to_parquet(path, index=False)
+    return path
+
+
+def _sid(root):
+    from sidrec.sid import write_sid_json
+
+    path = root / "sid.json"
+    if not path.exists():
+        write_sid_json(path, CODES)
+    return path
