@@ -33,11 +33,12 @@ import torch
 from ..errors import InputError, config_from_section
 from ..io import atomic_dir
 from ..lm.base import load_causal_lm, resolve_device
-from ..lm.prompts import PromptBuilder
+from ..decode.beam import constrained_topk
+from ..lm.prompts import PromptBuilder, encode_prompt
 from ..lm.run import fingerprint, library_versions, prepare_scratch, scratch_path
 from ..metrics import ndcg_at_k
 from .rewards import REWARDS, trl_reward_functions
-from .rollout import ROLLOUTS, GroupRollout
+from .rollout import ROLLOUTS, GroupRollout, decoding
 
 # The rows RL trains on: next-item prompts of the train split, and (MiniOneRec's
 # alignment rows) an item's title -> its SID.
@@ -150,17 +151,10 @@ def valid_ndcg(model, tokenizer, builder: PromptBuilder, trie, valid_rows, *, k:
                batch_size: int = 64) -> float:
     """NDCG@k of `model` on `valid_rows` with the trie decoder (beam search of
     `beam_width`, not widened: a fast, fixed yardstick for choosing steps)."""
-    from ..lm.prompts import encode_prompt
-    from ..decode.beam import constrained_topk
-
     prompts = [encode_prompt(tokenizer, builder.eval_prompt(h)) for h in valid_rows["history"]]
-    was_training = model.training
-    model.eval()
-    try:
+    with decoding(model):
         result = constrained_topk(model, prompts, trie, k=k, beam_width=max(k, beam_width),
                                   batch_size=batch_size, pad_token_id=tokenizer.pad_token_id, exact=False)
-    finally:
-        model.train(was_training)
     return ndcg_at_k(result.items, valid_rows["target"].to_numpy(), k)
 
 
@@ -169,7 +163,13 @@ def valid_ndcg(model, tokenizer, builder: PromptBuilder, trie, valid_rows, *, k:
 def _save_copy(model, tokenizer, path, dtype) -> None:
     """save_pretrained of a copy of the weights in `dtype` (the training model stays as
     it is), atomically."""
-    state = {k: v.detach().to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    converted: dict[int, torch.Tensor] = {}  # by storage: tied weights stay one tensor
+    state = {}
+    for key, value in model.state_dict().items():
+        ptr = value.data_ptr()
+        if ptr not in converted:
+            converted[ptr] = value.detach().to(dtype) if value.is_floating_point() else value
+        state[key] = converted[ptr]
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

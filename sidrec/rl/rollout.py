@@ -16,6 +16,7 @@ group and its rank in the group, which the rewards read (rl/rewards.py).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +29,21 @@ from ..decode.trie import SIDTrie
 from ..lm.prompts import encode_prompt
 
 ROLLOUTS = ("beam", "sample")
+
+
+@contextlib.contextmanager
+def decoding(model):
+    """The model in eval mode (no dropout) and outside the trainer's autocast (the trie
+    decoder builds its attention mask in the weights' dtype, which autocast would not
+    match), restored afterwards."""
+    was_training = model.training
+    model.eval()
+    device_type = next(model.parameters()).device.type
+    try:
+        with torch.autocast(device_type=device_type, enabled=False):
+            yield model
+    finally:
+        model.train(was_training)
 
 
 @dataclass
@@ -71,9 +87,7 @@ class GroupRollout:
         """(prompt ids per group, items int [groups, G], ranks int [groups, G])."""
         G = self.num_generations
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in heads]
-        was_training = model.training
-        model.eval()
-        try:
+        with decoding(model):
             if self.kind == "beam":
                 result = constrained_topk(model, prompt_ids, self.trie, k=G, beam_width=G,
                                           batch_size=self.batch_size, pad_token_id=self.tokenizer.pad_token_id,
@@ -91,8 +105,6 @@ class GroupRollout:
                                       batch_size=max(1, self.batch_size // G))
                 items = result.items
                 ranks = np.argsort(np.argsort(-result.scores, axis=1, kind="stable"), axis=1)
-        finally:
-            model.train(was_training)
         return prompt_ids, items, ranks
 
     def __call__(self, prompts: list[str], trainer) -> dict:
