@@ -17,7 +17,7 @@
 # Stopped by `timeout` (SIDREC_TIMEOUT seconds, default 560), it ends cleanly and a rerun
 # of the same command continues where it stopped (SFT resumes from its last checkpoint).
 # Leaves runs/NAME/seed-S/results/ and writes runs/NAME.tar.gz with each seed's
-# metrics.tsv, SFT reports, logs and benchmark files.
+# metrics.tsv, SFT and RL reports, logs and benchmark files.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 NAME=${1:?usage: seeds.sh NAME "SEEDS" CONFIGFILE... [-- KEY=VALUE...]}
@@ -62,7 +62,7 @@ for seed in $SEEDS; do
 done
 
 # The small files worth keeping, in one archive (the device returns few files).
-(cd runs && find "$NAME" \( -name metrics.tsv -o -name sft_report.json -o -name sid.meta.json \
+(cd runs && find "$NAME" \( -name metrics.tsv -o -name sft_report.json -o -name rl_report.json -o -name sid.meta.json \
     -o -name '*.log' -o -path '*/benchmarks/*.tsv' -o -name command.txt \) -print0 |
   tar -czf "$NAME.tar.gz" --null -T -)
 echo "seeds.sh: runs/$NAME.tar.gz ($(du -h runs/$NAME.tar.gz | cut -f1)); exit $rc"
