@@ -112,7 +112,7 @@ def test_dry_run_end_to_end_on_the_tiny_config(tmp_path):
     small, wide = records["small"], records["wide"]
     for r in (small, wide):
         assert "error" not in r, r
-        assert r["jobs"]["sft"] == 1 and r["jobs"]["predict"] == 1 and r["jobs"]["metrics"] == 1
+        assert r["jobs"]["sft"] == 1 and r["jobs"]["rl"] == 1 and r["jobs"]["predict"] == 2 and r["jobs"]["metrics"] == 1
         assert r["datasets"] == ["synth"]
         workdir = tmp_path / "runs" / "sweep-tinysweep" / r["name"]
         assert yaml.safe_load((workdir / "overlay.yaml").read_text()) == r["overlay"]

@@ -1,5 +1,5 @@
 """How GPU rules start: the rule's `gpu` resource picks plain python, a 1-GPU
-`accelerate launch` or the multi-GPU (ZeRO-2 for SFT) one; a missing accelerate config
+`accelerate launch` or the multi-GPU (ZeRO-2 for SFT and RL) one; a missing accelerate config
 and more processes than GPUs fail with messages that say what to change."""
 import shutil
 import sys
@@ -25,12 +25,16 @@ def dry_run_commands(workdir: Path, *resources: str, root: Path = ROOT):
 
 
 def test_gpu_resource_chooses_the_launch_line(tmp_path):
-    out, commands = dry_run_commands(tmp_path, "sft:gpu=2", "predict:gpu=1", "sasrec:gpu=1", "quantize:gpu=1")
+    out, commands = dry_run_commands(tmp_path, "sft:gpu=2", "rl:gpu=2", "predict:gpu=1", "sasrec:gpu=1",
+                                     "quantize:gpu=1")
     assert out.returncode == 0, out.stdout + out.stderr
     accel = ROOT / "config" / "accelerate"
     assert commands["sft"].startswith(
         f"accelerate launch --num_processes 2 --config_file {accel / 'zero2.yaml'} "
         f"--deepspeed_config_file {accel / 'zero2.json'} -m sidrec.cli.sft --device cuda ")
+    assert commands["rl"].startswith(
+        f"accelerate launch --num_processes 2 --config_file {accel / 'zero2.yaml'} "
+        f"--deepspeed_config_file {accel / 'zero2.json'} -m sidrec.cli.rl --device cuda ")
     one_gpu = f"accelerate launch --num_processes 1 --config_file {accel / 'single_gpu.yaml'} -m"
     for stage in ("predict", "sasrec", "quantize"):
         assert commands[stage].startswith(f"{one_gpu} sidrec.cli.{stage} --device cuda "), commands[stage]
@@ -45,7 +49,7 @@ def test_gpu_resource_chooses_the_launch_line(tmp_path):
 def test_every_gpu_capable_stage_runs_on_the_cpu_by_default(tmp_path):
     out, commands = dry_run_commands(tmp_path, "sft:gpu=0")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert set(commands) == {"embed", "quantize", "sft", "predict", "sasrec"}
+    assert set(commands) == {"embed", "quantize", "sft", "rl", "predict", "sasrec"}
     for stage, line in commands.items():
         assert line.startswith(f"python -m sidrec.cli.{stage} --device cpu "), line
 

@@ -67,7 +67,7 @@ def test_lists_shorter_than_the_largest_k_are_an_error(tmp_path):
 
 def test_evaluate_config():
     config = EvaluateConfig.from_dict({"ks": [10, 1], "beam_width": 20})
-    assert config.k == 10 and config.ks == (10, 1) and config.models == ("sft", "popularity", "sasrec")
+    assert config.k == 10 and config.ks == (10, 1) and config.models == ("sft", "rl", "popularity", "sasrec")
     with pytest.raises(InputError, match="beam"):
         EvaluateConfig.from_dict({"beam": 3})
     with pytest.raises(InputError, match="ks"):

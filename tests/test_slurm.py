@@ -17,9 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "ci" / "slurm" / "run_pipeline_on_slurm.sh"
-RULES = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict",
+RULES = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
          "popularity", "sasrec", "metrics"}
-GPU_PARTITION_RULES = {"embed", "sft", "predict"}
+GPU_PARTITION_RULES = {"embed", "sft", "rl", "predict"}
 
 
 def why_skip():
@@ -73,7 +73,7 @@ def test_every_rule_of_the_dag_ran_as_a_slurm_job(slurm_run):
 def test_the_slurm_run_produced_the_metrics_table(slurm_run):
     work, _ = slurm_run
     metrics = pd.read_csv(work / "results/synth/metrics.tsv", sep="\t")
-    assert set(metrics.model) == {"sft", "popularity", "sasrec"}
+    assert set(metrics.model) == {"sft", "rl", "popularity", "sasrec"}
     assert metrics.value.between(0, 1).all()
 
 

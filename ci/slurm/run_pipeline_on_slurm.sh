@@ -129,7 +129,7 @@ log "cluster up in $((SECONDS - t))s; started by this run: ${STARTED[*]:-(none, 
 # fake GPUs, `accelerate launch` would start on devices that are /dev/null.
 RES=(slurm_partition=cpu mem_mb=1000 runtime=30 cpus_per_task=1 gpu=0)
 SET_RES=()
-for rule in embed sft predict; do
+for rule in embed sft rl predict; do
   SET_RES+=("$rule:slurm_partition=gpu" "$rule:gpu=0" "$rule:mem_mb=1000" "$rule:runtime=30" "$rule:cpus_per_task=1")
 done
 SET_RES+=(sasrec:cpus_per_task=1 sasrec:runtime=30)
@@ -137,7 +137,7 @@ SET_RES+=(sasrec:cpus_per_task=1 sasrec:runtime=30)
 cd "$REPO"
 CMD=(timeout -s INT -k 60 "$TIMEOUT" "$PY" -m snakemake --profile profiles/slurm
   --directory "$WORK" --snakefile "$REPO/Snakefile" --configfile "$REPO/tests/tiny/config.yaml" "$WORK/paths.yaml"
-  --jobs 4 --set-threads sasrec=1 quantize=1 embed=1 sft=1 predict=1 --slurm-init-seconds-before-status-checks 2
+  --jobs 4 --set-threads sasrec=1 quantize=1 embed=1 sft=1 rl=1 predict=1 --slurm-init-seconds-before-status-checks 2
   --default-resources "${RES[@]}" --set-resources "${SET_RES[@]}")
 log "running: ${CMD[*]}"
 t=$SECONDS
@@ -164,9 +164,9 @@ import sys
 from pathlib import Path
 
 work, smk_log, ctld_log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-EXPECTED = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "predict",
+EXPECTED = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
             "popularity", "sasrec", "metrics"}
-GPU_PARTITION_RULES = {"embed", "sft", "predict"}
+GPU_PARTITION_RULES = {"embed", "sft", "rl", "predict"}
 text = smk_log.read_text()
 errors = []
 
