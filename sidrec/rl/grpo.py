@@ -353,14 +353,15 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
     return report
 
 
-_LOG_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "kl", "learning_rate", "grad_norm",
+_LOG_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "kl", "learning_rate", "grad_norm", "step_time",
              "entropy")
 
 
 def _log_entry(h: dict) -> dict:
     out = {"step": h.get("step")}
     for key, value in h.items():
-        if key in _LOG_KEYS or key.startswith("rewards/"):
+        # profiling/...: TRL's own timings (each reward function, the log-probabilities)
+        if key in _LOG_KEYS or key.startswith(("rewards/", "profiling/")):
             out[key] = value
     return out
 
