@@ -22,7 +22,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_dir
-from .base import WEIGHT_FILES
+import torch
+
+from .base import WEIGHT_FILES, resolve_device
 
 FINGERPRINT_FILE = "fingerprint.txt"
 # Trainer writes trainer_state.json last in a checkpoint (after weights, optimizer,
@@ -127,6 +129,24 @@ def prepare_scratch(scratch, run_fingerprint: str, state=None,
         log(f"resuming from {complete[0]}")
         return str(complete[0])
     return None
+
+
+def subset_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Row indices of a seeded random subset of `limit` of `n` rows, in their original
+    order (all rows when `limit` is None or >= n): what `max_*_samples` settings keep."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=int(limit), replace=False))
+
+
+def training_device(device: str | None, bf16: bool | None) -> tuple[bool, bool]:
+    """(cuda, bf16) of a trainer asked for `device` ("cpu", "cuda" or None: CUDA when
+    available; one process per GPU is accelerate's job, so no "cuda:N") and `bf16`
+    (None: on where CUDA supports it; an explicit True is kept on the CPU: autocast)."""
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
+    cuda = resolve_device(device) == "cuda"
+    return cuda, bool(bf16) if bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
 
 
 def library_versions(*extra: str) -> dict:

@@ -29,9 +29,10 @@ import pandas as pd
 import torch
 
 from ..errors import InputError, config_from_section
-from .base import load_causal_lm, resolve_device
+from .base import load_causal_lm
 from .prompts import TASKS, PromptBuilder, encode_examples
-from .run import fingerprint, library_versions, prepare_scratch, save_final, scratch_path
+from .run import (fingerprint, library_versions, prepare_scratch, save_final, scratch_path, subset_rows,
+                  training_device)
 from .vocab import add_sid_tokens, greedy_generation_config
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -230,9 +231,7 @@ def _subset(samples, limit: int | None, seed: int):
     """A seeded random subset of rows (kept in their original order)."""
     if limit is None or limit >= len(samples):
         return samples
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(samples), size=int(limit), replace=False))
-    return samples.iloc[rows].reset_index(drop=True)
+    return samples.iloc[subset_rows(len(samples), limit, seed)].reset_index(drop=True)
 
 
 def _encode(tokenizer, examples, max_length: int, name: str, log, **history_loss) -> EncodedExamples:
@@ -287,12 +286,7 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
     config = SFTConfig.from_dict(config) if isinstance(config, dict) else (config or SFTConfig())
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     scratch = scratch_path(out_dir, scratch_dir)
-    if device not in (None, "cpu", "cuda"):
-        # One process per GPU is accelerate's job (LOCAL_RANK), not a "cuda:N" here.
-        raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
-    cuda = resolve_device(device) == "cuda"
-    # An explicit `bf16: true` is kept on the CPU too (CPU autocast), as before.
-    bf16 = config.bf16 if config.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    cuda, bf16 = training_device(device, config.bf16)
 
     # TrainingArguments sets up the processes (`accelerate launch`, torchrun), so it comes
     # first; the step counts that depend on their number are filled in below.

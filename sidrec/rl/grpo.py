@@ -32,10 +32,10 @@ import torch
 
 from ..errors import InputError, config_from_section
 from ..io import atomic_dir
-from ..lm.base import load_causal_lm, resolve_device
+from ..lm.base import load_causal_lm
 from ..decode.beam import constrained_topk
 from ..lm.prompts import PromptBuilder, encode_prompt
-from ..lm.run import fingerprint, library_versions, prepare_scratch, scratch_path
+from ..lm.run import fingerprint, library_versions, prepare_scratch, scratch_path, subset_rows, training_device
 from ..metrics import ndcg_at_k
 from .rewards import REWARDS, trl_reward_functions
 from .rollout import ROLLOUTS, GroupRollout, decoding
@@ -133,18 +133,9 @@ def rl_rows(builder: PromptBuilder, train_samples, tasks: Sequence[str], limit: 
                 prompts.append(builder.title_to_sid(item).prompt)
                 targets.append(item)
         tasks_col.extend([task] * (len(prompts) - len(tasks_col)))
-    rows = np.arange(len(prompts))
-    if limit is not None and limit < len(rows):
-        rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=int(limit), replace=False))
+    rows = subset_rows(len(prompts), limit, seed)
     return {"prompt": [prompts[i] for i in rows], "target": [targets[i] for i in rows],
             "sample": rows.tolist(), "task": [tasks_col[i] for i in rows]}
-
-
-def _valid_subset(valid_samples, limit: int | None, seed: int):
-    if limit is None or limit >= len(valid_samples):
-        return valid_samples.reset_index(drop=True)
-    rows = np.sort(np.random.default_rng(seed).choice(len(valid_samples), size=int(limit), replace=False))
-    return valid_samples.iloc[rows].reset_index(drop=True)
 
 
 def valid_ndcg(model, tokenizer, builder: PromptBuilder, trie, valid_rows, *, k: int, beam_width: int,
@@ -204,10 +195,7 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
     config = RLConfig.from_dict(config) if isinstance(config, dict) else (config or RLConfig())
     sft_dir, out_dir = Path(sft_dir), Path(out_dir)
     scratch = scratch_path(out_dir, scratch_dir)
-    if device not in (None, "cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
-    cuda = resolve_device(device) == "cuda"
-    bf16 = config.bf16 if config.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    cuda, bf16 = training_device(device, config.bf16)
 
     # A step's rows split evenly over processes and accumulation steps, in whole groups
     # (a group must be decoded by one process: GroupRollout checks it).
@@ -251,7 +239,8 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
     if not columns["prompt"]:
         raise InputError("rl", "no RL rows (empty train split?)", key="tasks")
     train = Dataset.from_dict(columns)
-    valid_rows = _valid_subset(valid_samples, config.max_valid_samples, config.seed)
+    valid_rows = valid_samples.iloc[subset_rows(len(valid_samples), config.max_valid_samples,
+                                                config.seed)].reset_index(drop=True)
     rows_per_step = config.prompts_per_step
     steps_per_epoch = max(1, math.ceil(len(train) / rows_per_step))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
