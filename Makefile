@@ -7,7 +7,7 @@ CONFIG ?= config/config.yaml
 # Rules start `python -m sidrec...` and `snakemake`: both must be the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean report
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# One self-contained HTML file of the figures, tables, provenance and significance that
+# `make run` built (it builds whatever is missing first).
+report: setup
+	snakemake --cores $(CORES) --configfile $(CONFIG)
+	snakemake --configfile $(CONFIG) --report results/report.html
 
 lint: setup
 	snakemake --lint

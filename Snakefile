@@ -15,6 +15,11 @@ configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 validate(config, "config/schema.yaml")
 
 
+# `snakemake --report results/report.html`: this page opens it; rules/report.smk makes
+# the figures and tables it shows.
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
@@ -29,6 +34,7 @@ include: "rules/generator.smk"
 include: "rules/rl.smk"
 include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

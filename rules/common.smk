@@ -11,6 +11,9 @@ ACCELERATE_CONFIGS = ROOT / "config" / "accelerate"
 SPLITS = ["valid", "test"]
 # Models decoded from an LM folder results/{dataset}/{lm}.
 LMS = ["sft", "rl"]
+# The report's figures (rules/report.smk), each with workflow/report/{stem}.rst as caption.
+PLOTS = ["quantizer_loss.png", "code_usage.png", "sid_collisions.png", "sft_training.png", "rl_training.png",
+         "metrics_at_k.png", "summary.png", "significance.png", "stage_times.png"]
 # Config sections a dataset may override with its own entry (datasets.NAME.sft, ...).
 OVERRIDABLE = ("sft", "rl")
 
@@ -65,7 +68,11 @@ check_overrides()
 
 
 def all_targets():
-    return expand("results/{dataset}/metrics.tsv", dataset=config["run"])
+    """Per dataset: the metrics, the paired tests, the provenance record and the report's
+    plots (so that `snakemake --report` finds every report item built)."""
+    return expand(["results/{dataset}/metrics.tsv", "results/{dataset}/significance.tsv",
+                   "results/{dataset}/provenance.json"] + [f"results/{{dataset}}/report/{p}" for p in PLOTS],
+                  dataset=config["run"])
 
 
 def code(entry):
@@ -220,3 +227,93 @@ def launcher(multi_gpu_config=None):
         return f"accelerate launch --num_processes {n} --config_file {shlex.quote(str(path))}{extra} -m"
 
     return launch
+
+
+# --------------------------------------------------------------------------------------
+# The report's rules (rules/report.smk): which models, files and benchmarks a dataset has
+# --------------------------------------------------------------------------------------
+
+
+def evaluated_lms():
+    """The LM folders that the evaluated models need (rl is trained from sft)."""
+    models = config["evaluate"]["models"]
+    return [lm for lm in LMS if lm in models or (lm == "sft" and "rl" in models)]
+
+
+def significance_lms():
+    """The LMs the significance rule chooses from, by valid NDCG@k."""
+    return [lm for lm in LMS if lm in config["evaluate"]["models"]]
+
+
+def significance_k():
+    """The cut-off of the paired tests: 10, else the largest k."""
+    ks = config["evaluate"]["ks"]
+    return 10 if 10 in ks else max(ks)
+
+
+def lm_dirs(wildcards):
+    return [f"results/{wildcards.dataset}/{lm}" for lm in evaluated_lms()]
+
+
+def model_files(wildcards):
+    """model -> its files: predictions, plus the LM folder or the SASRec checkpoint."""
+    out = {}
+    for model in config["evaluate"]["models"]:
+        files = [f"results/{wildcards.dataset}/predictions/{model}_{split}.parquet" for split in SPLITS]
+        if model in LMS:
+            files.insert(0, f"results/{wildcards.dataset}/{model}")
+        elif model == "sasrec":
+            files.insert(0, f"results/{wildcards.dataset}/sasrec.ckpt")
+        out[model] = files
+    if "sft" in evaluated_lms() and "sft" not in out:
+        out["sft"] = [f"results/{wildcards.dataset}/sft"]
+    return out
+
+
+def quantizer_files(wildcards):
+    """The SID stages' outputs, which exist only when an LM is evaluated."""
+    if not evaluated_lms():
+        return []
+    return [f"results/{wildcards.dataset}/{f}" for f in ("embeddings.npy", "rqvae.ckpt", "sid.json", "sid.meta.json")]
+
+
+def provenance_artifacts(wildcards):
+    """Every file the dataset's results come from, after the source data: tables,
+    SID stages, base LM, models, predictions, metrics and significance."""
+    d = wildcards.dataset
+    files = [f"results/{d}/data/{t}.parquet" for t in ("items", "train", "valid", "test")]
+    files += quantizer_files(wildcards)
+    if evaluated_lms():
+        files.append(base_model_dir(wildcards))
+    files += [f for model in model_files(wildcards).values() for f in model]
+    return files + [f"results/{d}/metrics.tsv", f"results/{d}/significance.tsv"]
+
+
+def stage_benchmarks(wildcards):
+    """The benchmark files of the jobs that make the dataset's results."""
+    d = wildcards.dataset
+    models = config["evaluate"]["models"]
+    jobs = ["dataset"]
+    if evaluated_lms():
+        jobs += ["embed", "quantize", "sid"] + evaluated_lms()
+    jobs += [f"predict_{lm}" for lm in LMS if lm in models] + [m for m in ("popularity", "sasrec") if m in models]
+    files = [f"results/{d}/benchmarks/{job}.tsv" for job in jobs + ["metrics", "significance"]]
+    base = config["lm"]["base"]
+    if evaluated_lms() and base in ("tiny", "smollm2-135m"):
+        files.append(f"results/benchmarks/base_tiny-{d}.tsv" if base == "tiny" else "results/benchmarks/base_smollm2.tsv")
+    return files
+
+
+def run_seeds(wildcards):
+    """Every seed the dataset's stages ran with (the run's `seed` added to each own)."""
+    return {"run": int(config["seed"]), "quantizer": with_seed(config["quantizer"])["seed"],
+            "tiny_lm": tiny_params(wildcards).get("seed"), "sft": json.loads(sft_params(wildcards))["seed"],
+            "rl": json.loads(rl_params(wildcards))["seed"], "sasrec": json.loads(sasrec_params(wildcards))["seed"],
+            "significance_bootstrap": int(config["seed"])}
+
+
+def plot_output(name):
+    """A figure of the report: results/{dataset}/report/NAME, captioned by
+    workflow/report/STEM.rst."""
+    return report(f"results/{{dataset}}/report/{name}", caption=str(ROOT / "workflow" / "report" / f"{Path(name).stem}.rst"),
+                  category="Figures", subcategory="{dataset}")

@@ -37,9 +37,11 @@ rule metrics:
     """HR@K / NDCG@K of every model's predictions, long format."""
     input:
         predictions=metrics_predictions,
+        item_table="results/{dataset}/data/items.parquet",
         code=code("workflow/scripts/metrics.py"),
     output:
-        "results/{dataset}/metrics.tsv",
+        report("results/{dataset}/metrics.tsv", caption="../workflow/report/metrics.rst", category="Results",
+               subcategory="{dataset}"),
     params:
         ks=config["evaluate"]["ks"],
     conda:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .errors import InputError, config_from_section
 from .io import atomic_path
-from .metrics import metric_rows
+from .metrics import LIST_FAULTS, list_faults, metric_rows
 
 PREDICTION_COLUMNS = ("user", "target", "ranked", "scores")
 METRIC_COLUMNS = ("dataset", "model", "split", "metric", "k", "value", "n")
@@ -84,7 +84,11 @@ def parse_prediction_name(path) -> tuple[str, str]:
     return model, split
 
 
-def metrics_table(dataset: str, prediction_files, ks) -> pd.DataFrame:
+def metrics_table(dataset: str, prediction_files, ks, n_items: int | None = None) -> pd.DataFrame:
+    """HR@k and NDCG@k for every k of `ks`, then the counts of LIST_FAULTS ("invalid",
+    "duplicate": metric rows whose k is the lists' length and whose value is a count, 0
+    expected) of every predictions file. n_items: the catalogue's size (ids >= it are
+    invalid); None checks only for padding."""
     rows = []
     for path in prediction_files:
         model, split = parse_prediction_name(path)
@@ -94,6 +98,9 @@ def metrics_table(dataset: str, prediction_files, ks) -> pd.DataFrame:
             raise InputError(path, f"ranked lists hold {ranked.shape[1]} items; metrics need {max(ks)}")
         rows += metric_rows(dataset=dataset, model=model, split=split, ranked=ranked,
                             targets=df["target"].to_numpy(), ks=tuple(ks))
+        faults = list_faults(ranked, n_items)
+        rows += [{"dataset": dataset, "model": model, "split": split, "metric": name,
+                  "k": int(ranked.shape[1]), "value": faults[name], "n": len(df)} for name in LIST_FAULTS]
     return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
 
 

@@ -8,12 +8,17 @@ matches a target). targets int [rows]: the held-out item (>= 0).
              (one relevant item, so the ideal DCG is 1)
 
 Both are averaged over rows. A target listed twice counts at its first position.
+
+`list_faults` counts what no ranked list should hold: invalid entries (padding or ids
+outside the catalogue) and repeats of an item already listed in the same row.
 """
 from __future__ import annotations
 
 import numpy as np
 
 METRICS = ("HR", "NDCG")
+# Counts of faulty entries over all ranked lists; 0 expected for every model.
+LIST_FAULTS = ("invalid", "duplicate")
 
 
 def _target_ranks(ranked, targets, k: int) -> np.ndarray:
@@ -60,6 +65,14 @@ def ndcg_hr_at_k(ranked, targets, k: int) -> tuple[float, float]:
     return _ndcg(ranks), _hit_rate(ranks)
 
 
+def per_row_gains(ranked, targets, k: int) -> dict[str, np.ndarray]:
+    """-> {"NDCG": float [rows], "HR": float [rows]}: each row's own NDCG@k and HR@k
+    (their means are ndcg_at_k and hit_rate_at_k), for paired tests between models."""
+    ranks = _target_ranks(ranked, targets, k)
+    hit = ranks >= 0
+    return {"NDCG": np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0), "HR": hit.astype(float)}
+
+
 def metric_rows(*, dataset: str, model: str, split: str, ranked, targets,
                 ks=(1, 3, 5, 10, 20)) -> list[dict]:
     """Long format: one dict per (metric, k), HR rows first, each with keys dataset,
@@ -71,3 +84,19 @@ def metric_rows(*, dataset: str, model: str, split: str, ranked, targets,
             out.append({"dataset": dataset, "model": model, "split": split, "metric": metric,
                         "k": int(k), "value": fn(ranked, targets, int(k)), "n": n})
     return out
+
+
+def list_faults(ranked, n_items: int | None = None) -> dict[str, int]:
+    """ranked int [rows, K] -> {"invalid": entries < 0 or >= n_items (no upper bound
+    when n_items is None), "duplicate": valid entries repeating an earlier one of their
+    row}. Both are counts over all rows; a model that works writes 0 and 0."""
+    ranked = np.asarray(ranked)
+    if ranked.ndim != 2:
+        raise ValueError(f"ranked must be [rows, K], got shape {ranked.shape}")
+    valid = ranked >= 0
+    if n_items is not None:
+        valid &= ranked < n_items
+    # Invalid entries become distinct negative numbers, so only valid repeats collide.
+    marked = np.where(valid, ranked, -1 - np.arange(ranked.size).reshape(ranked.shape))
+    ordered = np.sort(marked, axis=1)
+    return {"invalid": int((~valid).sum()), "duplicate": int((ordered[:, 1:] == ordered[:, :-1]).sum())}

@@ -27,6 +27,20 @@ def snakemake():
     return run_snakemake
 
 
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """(work folder, config files) of one full run of the Snakefile on the tiny fixture
+    (tests/tiny), built once per session for every test file that reads its results."""
+    from make_fixture import make
+
+    work = tmp_path_factory.mktemp("pipeline")
+    configs = make(work)
+    out = run_snakemake(work, "--cores", "2", configfiles=configs)
+    logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((work / "results").rglob("*.log")))
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-5000:] + logs
+    return work, configs
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a test module: tiny matrices gain nothing from threads, and on

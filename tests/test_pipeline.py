@@ -11,17 +11,12 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_snakemake
-from make_fixture import N_ITEMS, N_USERS, make
+from make_fixture import N_ITEMS, N_USERS
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    work = tmp_path_factory.mktemp("pipeline")
-    configs = make(work)
-    out = run_snakemake(work, "--cores", "2", configfiles=configs)
-    logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((work / "results").rglob("*.log")))
-    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-5000:] + logs
-    return work, configs
+def built(tiny_pipeline):
+    return tiny_pipeline  # conftest.py: one run per session, shared with the report's tests
 
 
 def dry_run(built, *args, extra=()):
@@ -33,6 +28,9 @@ def test_metrics_table_has_every_model_split_metric_and_k(built):
     metrics = pd.read_csv(built[0] / "results/synth/metrics.tsv", sep="\t")
     assert list(metrics.columns) == ["dataset", "model", "split", "metric", "k", "value", "n"]
     assert set(metrics.model) == {"sft", "rl", "popularity", "sasrec"}
+    faults = metrics[metrics.metric.isin(["invalid", "duplicate"])]
+    assert len(faults) == 4 * 2 * 2 and (faults.value == 0).all() and set(faults.k) == {10}
+    metrics = metrics.drop(faults.index)
     assert len(metrics) == 4 * 2 * 2 * 3
     assert metrics.value.between(0, 1).all()
     assert set(metrics.n) == {N_USERS}
@@ -75,6 +73,10 @@ def test_rl_report_says_which_step_was_kept_and_how_training_went(built):
     assert report["log"] and all({"step", "reward", "frac_reward_zero_std", "kl"} <= set(h) for h in report["log"])
 
 
+# Rules that read the metrics (rules/report.smk): stale whenever metrics.tsv is.
+REPORT = {"significance", "plots", "provenance"}
+
+
 def write_overlay(built, name, overlay: dict) -> Path:
     path = built[0] / name
     path.write_text(yaml.safe_dump(overlay))
@@ -100,24 +102,28 @@ def test_second_run_does_nothing_and_a_param_change_reruns_only_its_dependents(b
     assert "Nothing to be done" in again.stdout + again.stderr
     changed = dry_run(built, extra=[write_overlay(built, "beam.yaml", {"evaluate": {"beam_width": 12}})])
     assert changed.returncode == 0, changed.stdout + changed.stderr
-    assert set(planned_jobs(changed)) == {"predict", "metrics"}
+    assert set(planned_jobs(changed)) == {"predict", "metrics"} | REPORT
     rl = dry_run(built, extra=[write_overlay(built, "rl.yaml", {"rl": {"beta": 0.01}})])
-    assert set(planned_jobs(rl)) == {"rl", "predict", "metrics"}
+    assert set(planned_jobs(rl)) == {"rl", "predict", "metrics"} | REPORT
     models = dry_run(built, extra=[write_overlay(built, "models.yaml", {"evaluate": {"models": ["sft", "sasrec"]}})])
-    assert set(planned_jobs(models)) == {"metrics"}  # the list of models changes no predictions
+    assert set(planned_jobs(models)) == {"metrics"} | REPORT  # the list of models changes no predictions
 
 
 def test_the_run_seed_reruns_exactly_the_seeded_stages(built):
     out = dry_run(built, "--config", "seed=1")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert set(planned_jobs(out)) == {"quantize", "sid", "base_tiny", "sft", "rl", "predict", "sasrec", "metrics"}
+    assert set(planned_jobs(out)) == {"quantize", "sid", "base_tiny", "sft", "rl", "predict", "sasrec", "metrics"} | REPORT
 
 
-# rule -> the rules that consume its outputs (the tiny config's DAG)
-CONSUMERS = {"dataset": {"embed", "base_tiny", "sft", "rl", "predict", "popularity", "sasrec"},
+# rule -> the rules that consume its outputs (the tiny config's DAG); provenance and the
+# plots read every job's benchmark file as well.
+CONSUMERS = {"dataset": {"embed", "base_tiny", "sft", "rl", "predict", "popularity", "sasrec", "metrics"},
              "embed": {"quantize", "sid"}, "quantize": {"sid"}, "sid": {"sft", "rl", "predict"},
              "base_tiny": {"sft"}, "sft": {"rl", "predict"}, "rl": {"predict"}, "predict": {"metrics"},
-             "popularity": {"metrics"}, "sasrec": {"metrics"}, "metrics": set()}
+             "popularity": {"metrics"}, "sasrec": {"metrics"}, "metrics": {"significance"},
+             "significance": {"plots"}, "plots": set(), "provenance": set()}
+for _rule in set(CONSUMERS) - {"plots", "provenance"}:
+    CONSUMERS[_rule] |= {"plots", "provenance"}
 
 
 def downstream(rules: set) -> set:
@@ -136,7 +142,7 @@ def downstream(rules: set) -> set:
     ("sidrec/baselines/sasrec.py", {"sasrec"}),
     ("sidrec/lm/prompts.py", {"base_tiny", "sft", "rl", "predict"}),
     ("sidrec/quantize/rqvae.py", {"quantize", "sid"}),
-    ("sidrec/metrics.py", {"sasrec", "popularity", "predict", "rl", "metrics"}),
+    ("sidrec/metrics.py", {"sasrec", "popularity", "predict", "rl", "metrics", "significance", "plots"}),
     ("sidrec/data/minionerec.py", {"dataset"}),
 ])
 def test_editing_a_module_makes_exactly_the_rules_that_import_it_stale(built, module, importers):
