@@ -31,7 +31,7 @@ test: setup
 # `make run` built (it builds whatever is missing first).
 report: setup
 	snakemake --cores $(CORES) --configfile $(CONFIG)
-	snakemake --configfile $(CONFIG) --report results/report.html
+	snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
 
 lint: setup
 	snakemake --lint
