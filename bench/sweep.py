@@ -217,7 +217,7 @@ def read_metrics(path: Path) -> dict:
     models: dict[str, dict] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            if int(row["k"]) != 10:
+            if int(row["k"]) != 10 or row["metric"] not in ("HR", "NDCG"):  # not the fault counts
                 continue
             key = f"{row['split']}_{row['metric'].lower()}10"
             models.setdefault(row["model"], {})[key] = round(float(row["value"]), 4)

@@ -178,7 +178,7 @@ def test_a_dataset_sft_override_reruns_its_sft_and_a_misspelt_one_is_named(built
     override = write_overlay(built, "override.yaml", {"datasets": {"synth": {"source": "minionerec", "sft": {"lr": 0.001}}}})
     out = dry_run(built, extra=[override])
     assert out.returncode == 0, out.stdout + out.stderr
-    assert set(planned_jobs(out)) == {"sft", "rl", "predict", "metrics"}
+    assert set(planned_jobs(out)) == {"sft", "rl", "predict", "metrics"} | REPORT
 
     misspelt = write_overlay(built, "misspelt.yaml",
                              {"datasets": {"synth": {"source": "minionerec", "sft": {"learning_rate": 0.001}}}})

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "ci" / "slurm" / "run_pipeline_on_slurm.sh"
 RULES = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
-         "popularity", "sasrec", "metrics"}
+         "popularity", "sasrec", "metrics", "significance", "plots", "provenance"}
 GPU_PARTITION_RULES = {"embed", "sft", "rl", "predict"}
 
 
