@@ -1,0 +1,59 @@
+"""A batch of recommend requests -> one constrained decode -> each request's top-k.
+
+Requests of one batch differ in k and in how many history items they exclude, so the
+batch is decoded once at the largest depth any of them needs (k + its distinct history
+items, capped by the catalogue) and each request reads its own prefix of its row. The
+decoder's exact mode makes that prefix the request's true top items (ties aside), so
+a request's answer does not depend on what it was batched with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..recommend import Recommender
+
+
+@dataclass(frozen=True)
+class Query:
+    """A validated request: `history` item ids, oldest first, already cut to the limit."""
+    history: tuple[int, ...]
+    k: int
+    exclude_history: bool = True
+
+
+@dataclass(frozen=True)
+class Ranked:
+    items: list[int]      # best first
+    scores: list[float]   # sequence log-probabilities of their SIDs
+
+
+class Engine:
+    """`recommender.top_k` over batches of queries. `beam_width` as in the predict stage
+    (the search widens where the beam cannot prove its top items)."""
+
+    def __init__(self, recommender: Recommender, *, beam_width: int = 50):
+        self.recommender, self.beam_width = recommender, int(beam_width)
+        self.n_items = recommender.builder.n_items
+
+    def depth(self, query: Query) -> int:
+        """Items to decode so that k survive the exclusion."""
+        extra = len(set(query.history)) if query.exclude_history else 0
+        return min(self.n_items, query.k + extra)
+
+    def run(self, queries: Sequence[Query]) -> list[Ranked]:
+        depth = max(self.depth(q) for q in queries)
+        result = self.recommender.top_k([q.history for q in queries], depth, beam_width=self.beam_width,
+                                        batch_size=max(1, len(queries)))
+        if result.invalid:
+            raise RuntimeError(f"{result.invalid} decoded outputs are not catalogue items")
+        return [self._pick(q, items, scores) for q, items, scores in zip(queries, result.items, result.scores)]
+
+    @staticmethod
+    def _pick(query: Query, items: np.ndarray, scores: np.ndarray) -> Ranked:
+        seen = set(query.history) if query.exclude_history else set()
+        keep = [(int(i), float(s)) for i, s in zip(items.tolist(), scores.tolist()) if i >= 0 and i not in seen]
+        keep = keep[:query.k]
+        return Ranked([i for i, _ in keep], [s for _, s in keep])

@@ -1,0 +1,32 @@
+"""One results folder -> a ready `Service`: model, tokenizer, items and SIDs loaded once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..recommend import Recommender
+from ..sid import sid_tokens
+from .app import Service
+from .artifacts import ResultsFolder, code_commit, history_limit, provenance_sha256, select_model
+from .batcher import MicroBatcher
+from .catalogue import Catalogue
+from .engine import Engine
+
+
+def load_service(results, *, model: str | None = None, device: str | None = "cpu", max_batch: int = 32,
+                 max_wait_ms: float = 5.0, max_history: int | None = None, beam_width: int = 50) -> Service:
+    """`results`: results/DATASET; `model`: "sft", "rl" or None (the one chosen on valid
+    NDCG@10); `device` as `Recommender.from_artifacts`; `max_batch`/`max_wait_ms`: the
+    gathering of concurrent requests (max_batch 1: none); `max_history`: None reads the
+    model's limit from the run. InputError naming the missing artifact."""
+    folder = ResultsFolder(Path(results))
+    model = model or select_model(folder)
+    folder.check(model)
+    recommender = Recommender.from_artifacts(folder.model_dir(model), folder.items, folder.sid, device=device)
+    builder = recommender.builder
+    catalogue = Catalogue(builder.titles, sid_tokens(builder.codes))
+    engine = Engine(recommender, beam_width=beam_width)
+    batcher = MicroBatcher(engine.run, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
+    info = {"model": model, "model_dir": str(folder.model_dir(model)), "dataset": folder.dataset,
+            "commit": code_commit(), "provenance_sha256": provenance_sha256(folder),
+            "device": str(next(recommender.model.parameters()).device)}
+    return Service(catalogue, batcher, max_history or history_limit(folder, model), info)
