@@ -1,10 +1,13 @@
 # Helpers for every rules/*.smk file (target lists, config lookups, code inputs, launch
 # prefixes). Named functions only, so rules stay declarative.
+import functools
+import hashlib
 import json
 import os
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(workflow.basedir)
 ACCELERATE_CONFIGS = ROOT / "config" / "accelerate"
@@ -230,6 +233,111 @@ def launcher(multi_gpu_config=None):
 
 
 # --------------------------------------------------------------------------------------
+# Lineage: every job's params carry a hash of everything its outputs were made from
+# --------------------------------------------------------------------------------------
+# Snakemake reruns a job whose own params, code or inputs changed; but when a job fails
+# after a config change, its outputs are removed, and if the files downstream of it still
+# exist Snakemake does not rebuild the missing intermediate: the downstream jobs carry no
+# upstream settings, so nothing says they are stale ("Nothing to be done", old metrics).
+# `lineage(rule)` is a params entry, a hash of the job's own settings and code and of the
+# lineage of every job whose outputs it reads: a change anywhere upstream changes the
+# params of every job below it, so they are stale by their own params and rebuilt, and
+# the missing intermediate with them.
+
+# Files up to this size are hashed by content (so a rewrite with the same bytes, as a
+# test's edit-and-restore, changes nothing); larger ones by size and mtime (cheap).
+_CONTENT_HASH_LIMIT = 64 * 2**20
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path, size, mtime_ns):
+    if size > _CONTENT_HASH_LIMIT:
+        return f"size={size}:mtime={mtime_ns}"
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def file_digest(path):
+    """sha256 of a file's bytes (size and mtime for a big one); None for a missing one."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    st = p.stat()
+    return _file_digest(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _code_digests(entry):
+    files = code(entry) + ([str(ROOT / entry)] if entry.endswith(".py") else [])
+    return {os.path.relpath(f, ROOT): file_digest(f) for f in files}
+
+
+def _base_lineage(w):
+    base = config["lm"]["base"]
+    if base == "tiny":
+        return tiny_params(w), "workflow/scripts/base_tiny.py", ["dataset"]
+    if base == "smollm2-135m":
+        return {}, "workflow/scripts/base_smollm2.py", []
+    folder = Path(repo_path(base))  # a local model folder: its files are what it is
+    files = sorted(folder.rglob("*")) if folder.is_dir() else []
+    return {"path": str(folder), "files": {str(f): file_digest(f) for f in files if f.is_file()}}, None, []
+
+
+def _lineage_node(job, w):
+    """(own settings, code entry or None, upstream jobs) of `job` for wildcards `w`. An
+    upstream job "predict:sft" is rule predict with lm=sft; the report's rules read
+    metrics.tsv and the predictions, all under metrics' lineage."""
+    if job == "dataset":
+        sources = {str(f): file_digest(f) for f in dataset_source_files(w)}
+        return {"spec": dataset_spec(w), "source": sources}, "workflow/scripts/dataset.py", []
+    if job == "embed":
+        return config["encoder"], "sidrec.cli.embed", ["dataset"]
+    if job == "quantize":
+        return quantizer_params(w), "sidrec.cli.quantize", ["embed"]
+    if job == "sid":
+        return config["quantizer"]["codebook_size"], "workflow/scripts/sid.py", ["embed", "quantize"]
+    if job == "base":
+        return _base_lineage(w)
+    if job == "sft":
+        return sft_params(w), "sidrec.cli.sft", ["base", "dataset", "sid"]
+    if job == "rl":
+        return rl_params(w), "sidrec.cli.rl", ["sft", "dataset", "sid"]
+    if job == "predict":
+        return decode_params(w), "sidrec.cli.predict", [w.lm, "dataset", "sid"]
+    if job == "popularity":
+        return top_k(), "workflow/scripts/popularity.py", ["dataset"]
+    if job == "sasrec":
+        return [sasrec_params(w), max_history(w), top_k()], "sidrec.cli.sasrec", ["dataset"]
+    if job == "metrics":
+        models = config["evaluate"]["models"]
+        upstream = [f"predict:{m}" if m in LMS else m for m in models]
+        return [config["evaluate"]["ks"], models], "workflow/scripts/metrics.py", upstream + ["dataset"]
+    if job in ("significance", "plots", "provenance"):
+        return {}, None, ["metrics"]
+    raise ValueError(f"lineage: no entry for job {job!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _lineage(job, dataset, lm=None):
+    w = SimpleNamespace(dataset=dataset, lm=lm)
+    rule_name, _, sub_lm = job.partition(":")
+    if sub_lm:
+        w.lm = sub_lm
+    own, entry, upstream = _lineage_node(rule_name, w)
+    parts = {"job": rule_name, "own": own, "code": _code_digests(entry) if entry else {},
+             "upstream": {u: _lineage(u, dataset) for u in upstream}}
+    return hashlib.sha256(as_json(parts).encode()).hexdigest()
+
+
+def lineage(rule_name):
+    """Input function for `params:`: the hash of everything the job's outputs come from
+    (its settings, its code, and recursively the same of every job upstream)."""
+
+    def of(wildcards):
+        return _lineage(rule_name, wildcards.dataset, getattr(wildcards, "lm", None))
+
+    return of
+
+
+# --------------------------------------------------------------------------------------
 # The report's rules (rules/report.smk): which models, files and benchmarks a dataset has
 # --------------------------------------------------------------------------------------
 
@@ -300,7 +408,8 @@ def stage_benchmarks(wildcards):
     files = [f"results/{d}/benchmarks/{job}.tsv" for job in jobs + ["metrics", "significance"]]
     base = config["lm"]["base"]
     if evaluated_lms() and base in ("tiny", "smollm2-135m"):
-        files.append(f"results/benchmarks/base_tiny-{d}.tsv" if base == "tiny" else "results/benchmarks/base_smollm2.tsv")
+        files.append(f"results/benchmarks/base_tiny-{d}.tsv" if base == "tiny"
+                     else "results/benchmarks/base_smollm2.tsv")
     return files
 
 
@@ -315,5 +424,6 @@ def run_seeds(wildcards):
 def plot_output(name):
     """A figure of the report: results/{dataset}/report/NAME, captioned by
     workflow/report/STEM.rst."""
-    return report(f"results/{{dataset}}/report/{name}", caption=str(ROOT / "workflow" / "report" / f"{Path(name).stem}.rst"),
-                  category="Figures", subcategory="{dataset}")
+    caption = ROOT / "workflow" / "report" / f"{Path(name).stem}.rst"
+    return report(f"results/{{dataset}}/report/{name}", caption=str(caption), category="Figures",
+                  subcategory="{dataset}")

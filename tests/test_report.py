@@ -87,3 +87,10 @@ def test_the_report_renders_in_headless_chromium_without_console_errors(report_h
     assert image.size == (1400, 1000)
     low, high = image.getextrema()
     assert high - low > 100, "the screenshot is blank"  # the page drew something
+    # The page's script ran: the DOM it built names the report's categories and opens
+    # with the workflow's description.
+    dom = subprocess.run([*cmd[:5], "--virtual-time-budget=15000", "--dump-dom", report_html.as_uri()],
+                         capture_output=True, text=True, timeout=300).stdout
+    text = " ".join(re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", dom, flags=re.S)).split())
+    for shown in ("Figures", "Provenance", "Results", "generative recommendation with semantic IDs"):
+        assert shown in text, shown

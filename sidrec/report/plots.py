@@ -96,8 +96,8 @@ def sft_training(report: dict | None, path) -> None:
     if report:
         for key, label in (("train_loss", "train"), ("eval_loss", "valid")):
             points = report.get(key) or []
-            ax.plot([p["step"] for p in points], [p["loss"] for p in points], marker="." if key == "eval_loss" else None,
-                    label=label)
+            ax.plot([p["step"] for p in points], [p["loss"] for p in points],
+                    marker="." if key == "eval_loss" else None, label=label)
         if report.get("best_checkpoint_step"):
             ax.axvline(report["best_checkpoint_step"], color="grey", ls=":", label="kept checkpoint")
         ax.set(xlabel="step", ylabel="completion loss", title="SFT training")
