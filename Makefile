@@ -7,7 +7,7 @@ CONFIG ?= config/config.yaml
 # Rules start `python -m sidrec...` and `snakemake`: both must be the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint clean report
+.PHONY: setup run test lint clean report serve
 
 setup: $(STAMP)
 
@@ -32,6 +32,15 @@ test: setup
 report: setup
 	snakemake --cores $(CORES) --configfile $(CONFIG)
 	snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
+
+# After `make run`: the recommend API and its page at http://127.0.0.1:8000/ (Ctrl-C
+# stops it). MODEL= (empty) serves the LM chosen on valid NDCG@10; MODEL=sft or rl;
+# SERVE_ARGS for more (--device cuda, --host 0.0.0.0, --max-batch 1, ...).
+RESULTS ?= results/ml-100k
+MODEL   ?=
+PORT    ?= 8000
+serve: setup
+	$(PY) -m sidrec.serve --results $(RESULTS) $(if $(MODEL),--model $(MODEL)) --port $(PORT) $(SERVE_ARGS)
 
 lint: setup
 	snakemake --lint
