@@ -344,17 +344,33 @@ def test_the_engine_answers_a_query_the_same_whatever_it_is_batched_with(service
 
 
 def test_the_batcher_gathers_up_to_max_batch_within_the_wait():
-    sizes = []
+    sizes, gate = [], threading.Event()
 
     def run(batch):
         sizes.append(len(batch))
+        gate.wait(10)   # the first (lone) request holds the worker while the rest queue up
         return [x * 2 for x in batch]
 
     batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.2)
     try:
-        futures = [batcher.submit(i) for i in range(10)]
+        futures = [batcher.submit(0)]
+        time.sleep(0.2)
+        futures += [batcher.submit(i) for i in range(1, 10)]
+        gate.set()
         assert [f.result(timeout=10) for f in futures] == [i * 2 for i in range(10)]
-        assert sizes == [4, 4, 2]
+        assert sizes == [1, 4, 4, 1]
+    finally:
+        gate.set()
+        batcher.close()
+
+
+def test_a_lone_request_is_not_kept_waiting_for_company():
+    batcher = MicroBatcher(list, max_batch=8, max_wait_s=2.0)
+    try:
+        for i in range(3):
+            started = time.perf_counter()
+            assert batcher.submit(i).result(timeout=10) == i
+            assert time.perf_counter() - started < 1.0
     finally:
         batcher.close()
 

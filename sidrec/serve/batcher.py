@@ -3,7 +3,10 @@
 One worker thread owns the model: it waits for a first request, then keeps gathering
 until `max_batch` requests are in or `max_wait_s` has passed since that first one, and
 runs them as one call of `run_batch`. Under load a forward pass serves many requests at
-once (throughput grows with load); a lone request waits at most `max_wait_s`.
+once (throughput grows with load). The wait is only spent under load: when the last
+batch was a lone request and nothing else is queued, the new one runs at once (a single
+client would otherwise pay `max_wait_s` on every request for company that never comes);
+what queues meanwhile is gathered by the next batch.
 `max_batch=1` turns gathering off (one forward per request, the baseline of
 bench/serve_load.py). One thread also means one forward at a time: torch's own threads
 are not fought over by several forwards.
@@ -38,6 +41,7 @@ class MicroBatcher:
         self.batches = 0       # batches run so far
         self.requests = 0      # requests served in them
         self.largest_batch = 0
+        self._last_batch = 0
         self._thread = threading.Thread(target=self._work, name="sidrec-batcher", daemon=True)
         self._thread.start()
 
@@ -69,7 +73,8 @@ class MicroBatcher:
         except queue.Empty:
             return []
         batch = [first]
-        deadline = time.monotonic() + self.max_wait_s
+        alone = self._last_batch <= 1 and self._queue.empty()
+        deadline = time.monotonic() + (0.0 if alone else self.max_wait_s)
         while len(batch) < self.max_batch:
             left = deadline - time.monotonic()
             try:
@@ -97,5 +102,6 @@ class MicroBatcher:
                 self.batches += 1
                 self.requests += len(batch)
                 self.largest_batch = max(self.largest_batch, len(batch))
+                self._last_batch = len(batch)
             for (_, future), result in zip(batch, results):
                 future.set_result(result)
