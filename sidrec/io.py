@@ -3,6 +3,7 @@ that unpickle nothing but tensors and plain values (`torch.load(weights_only=Tru
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -14,19 +15,65 @@ import numpy as np
 from .errors import InputError
 
 
+# Temporary names: ".NAME.tmp-XXXX" beside NAME (a folder being replaced is moved aside
+# to ".NAME.old-XXXX"). The fixed infix keeps one output's leftovers apart from another's
+# (".sft.tmp-*" never matches ".sft.json.tmp-*").
+_TMP, _OLD = "tmp-", "old-"
+
+
+def _leftovers(path: Path, kind: str):
+    return path.parent.glob(f".{glob.escape(path.name)}.{kind}*")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _clear_stale_temps(path: Path) -> None:
+    """Remove what a killed earlier write of `path` left behind. Safe because one output
+    has one writer at a time (Snakemake runs one job per output, under its lock)."""
+    for stale in _leftovers(path, _TMP):
+        _remove(stale)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk: a rename is only as durable as the
+    data it points at, so files are synced before the rename and the folder after it."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if not os.path.islink(os.path.join(folder, name)):
+                _fsync(Path(folder, name))
+        _fsync(Path(folder))
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, suffix: str = ""):
-    """Yield a temporary path beside `path`; on success rename it onto `path`.
+    """Yield a temporary path beside `path`; on success sync it and rename it onto `path`.
 
-    On failure the temporary file is removed and whatever was at `path` stays intact.
+    On failure the temporary file is removed and whatever was at `path` stays intact;
+    leftovers of a killed earlier write of `path` are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    _clear_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP}", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        _fsync(Path(tmp))
         os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -37,30 +84,40 @@ def atomic_path(path, *, suffix: str = ""):
 def atomic_dir(path):
     """Yield an empty temporary folder beside `path`; on success it replaces `path`.
 
-    On failure the temporary folder is removed and whatever was at `path` stays. An
-    existing `path` is first renamed aside, then the new folder renamed in, then the old
-    one deleted: a kill between any two steps leaves a complete folder under the final
-    name or under the aside name (`.NAME.old.*`, which the next replacement clears up),
-    never no model at all and never a half-written one.
+    On failure the temporary folder is removed and whatever was at `path` stays. On
+    success every file is synced, an existing `path` is renamed aside, the new folder
+    renamed in, the parent folder synced, and only then the old one deleted: a kill
+    between any two steps leaves a complete folder under the final name or under the
+    aside name (`.NAME.old-*`), never no model at all and never a half-written one.
+    Leftovers of such a kill (and of a write killed before its rename) are removed at
+    the start of the next write of `path`; an aside copy only once `path` exists again.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.old.*"):  # left by a kill mid-swap
-        if path.exists():
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _clear_stale_temps(path)
+    if path.exists():
+        for stale in _leftovers(path, _OLD):
+            _remove(stale)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_TMP}", dir=path.parent))
+    aside = None
     try:
         yield tmp
-        aside = None
+        _fsync_tree(tmp)
         if path.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_OLD}", dir=path.parent))
             os.replace(path, aside / path.name)
         os.replace(tmp, path)
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+        _fsync(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:  # the new one never arrived: put the old one back
+            if not path.exists() and (aside / path.name).exists():
+                os.replace(aside / path.name, path)
+            if not (aside / path.name).exists():
+                shutil.rmtree(aside, ignore_errors=True)
         raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_json(path, obj, *, indent: int | None = 1) -> None:

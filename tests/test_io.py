@@ -115,12 +115,78 @@ def test_atomic_dir_clears_what_a_kill_mid_swap_left_aside(tmp_path):
     target = tmp_path / "model"
     with atomic_dir(target) as tmp:
         (tmp / "weights").write_text("v1")
-    stale = tmp_path / ".model.old.abc123"
+    stale = tmp_path / ".model.old-abc123"
     (stale / "model").mkdir(parents=True)
     with atomic_dir(target) as tmp:
         (tmp / "weights").write_text("v2")
     assert not stale.exists()
     assert (target / "weights").read_text() == "v2"
+
+
+def test_a_kill_between_the_two_renames_keeps_the_old_folder(tmp_path, monkeypatch):
+    """The new folder's rename fails after the old one was moved aside (what a kill at
+    that moment would leave): the old folder is still whole, and is put back."""
+    import os
+
+    from sidrec import io as sio
+
+    target = tmp_path / "model"
+    with sio.atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("v1")
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the first moved the old folder aside; the second brings the new in
+            assert any((p / "model" / "weights").read_text() == "v1"
+                       for p in tmp_path.glob(".model.old-*"))  # the old one exists, aside
+            raise KeyboardInterrupt("killed mid-swap")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(sio.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        with sio.atomic_dir(target) as tmp:
+            (tmp / "weights").write_text("v2")
+    monkeypatch.setattr(sio.os, "replace", real_replace)
+    assert (target / "weights").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_writes_are_synced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    import os
+
+    from sidrec import io as sio
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(sio.os, "fsync", fsync)
+    with sio.atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "weights").write_text("v1")
+    assert any(p.endswith("/sub/weights") and ".model.tmp-" in p for p in synced)  # before the rename
+    assert synced[-1] == str(tmp_path)  # the parent folder, after it
+    synced.clear()
+    sio.write_json(tmp_path / "a.json", {"x": 1})
+    assert ".a.json.tmp-" in synced[0] and synced[-1] == str(tmp_path)
+
+
+def test_stale_temporaries_of_a_killed_write_are_cleared_at_the_next_write(tmp_path):
+    from sidrec.io import atomic_dir, atomic_path
+
+    (tmp_path / ".model.tmp-dead1").mkdir()
+    (tmp_path / ".model.tmp-dead1" / "weights").write_text("half")
+    (tmp_path / ".metrics.tsv.tmp-dead2.tsv").write_text("half")
+    (tmp_path / ".model.json.tmp-other").write_text("another output's temporary")
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "weights").write_text("v1")
+    with atomic_path(tmp_path / "metrics.tsv", suffix=".tsv") as tmp:
+        tmp.write_text("v1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.json.tmp-other", "metrics.tsv", "model"]
 
 
 def test_a_repeated_json_key_is_named_not_silently_overwritten(tmp_path):
