@@ -153,17 +153,65 @@ def _no_duplicate_keys(pairs):
     return out
 
 
+def _first_repeated_key(text: str):
+    """(key, character offset) of the first key that repeats within one object of the
+    valid JSON `text`, or None. The hook above cannot say where a key was (it gets the
+    pairs only), so on that error path the text is walked once more, keeping offsets."""
+    from json.decoder import WHITESPACE, scanstring
+
+    scalar = json.JSONDecoder().scan_once
+
+    def skip(i):
+        return WHITESPACE.match(text, i).end()
+
+    def value(i):  # -> (end, found)
+        i = skip(i)
+        if text[i] == "{":
+            seen, i = set(), skip(i + 1)
+            if text[i] == "}":
+                return i + 1, None
+            while True:
+                key, end = scanstring(text, i + 1)
+                if key in seen:
+                    return end, (key, i)
+                seen.add(key)
+                i, found = value(skip(end) + 1)  # past the ':'
+                if found:
+                    return i, found
+                i = skip(i)
+                if text[i] == "}":
+                    return i + 1, None
+                i = skip(i + 1)  # past the ','
+        if text[i] == "[":
+            i = skip(i + 1)
+            if text[i] == "]":
+                return i + 1, None
+            while True:
+                i, found = value(i)
+                if found:
+                    return i, found
+                i = skip(i)
+                if text[i] == "]":
+                    return i + 1, None
+                i += 1
+        return scalar(text, i)[1], None
+
+    return value(0)[1]
+
+
 def read_json(path):
     """A JSON file, refusing malformed JSON, text that is not UTF-8 and repeated keys
-    (each named with the file)."""
+    (each named with the file and line)."""
     text = read_text(path)
     try:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise InputError(path, f"malformed JSON: {e.msg}", line=e.lineno) from None
     except _DuplicateKey as e:
+        found = _first_repeated_key(text)
+        key, line = (found[0], text.count("\n", 0, found[1]) + 1) if found else (str(e), None)
         raise InputError(path, "the same key appears twice in one object (which would win is "
-                               "arbitrary)", key=str(e)) from None
+                               "arbitrary)", key=key, line=line) from None
 
 
 def plain(obj):

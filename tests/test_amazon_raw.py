@@ -144,3 +144,19 @@ def test_malformed_json_line(tmp_path):
     assert err.value.line == 3
     with pytest.raises(InputError, match="file not found"):
         load_amazon_raw(tmp_path, "Books")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_line_that_is_not_utf8_is_named_with_its_byte_offset(tmp_path, gz):
+    write(tmp_path, gz_meta=gz)
+    name = "meta_Tools.json" + (".gz" if gz else "")
+    lines = ("\n".join(json.dumps(m) for m in meta_lines()) + "\n").encode().split(b"\n")
+    lines[1] = lines[1].replace(b'"title": "', b'"title": "caf\xe9 ', 1)
+    data = b"\n".join(lines)
+    (tmp_path / name).write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(InputError, match="not UTF-8") as err:
+        load_amazon_raw(tmp_path, "Tools")
+    assert err.value.source == str(tmp_path / name) and err.value.line == 2
+    offset = data.index(bytes([0xE9]))
+    assert f"byte {offset}:" in str(err.value)
+    assert "UnicodeDecodeError" not in str(err.value) and "codec" not in str(err.value)

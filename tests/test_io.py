@@ -194,9 +194,13 @@ def test_a_repeated_json_key_is_named_not_silently_overwritten(tmp_path):
 
     path = tmp_path / "items.json"
     path.write_text('{"0": {"title": "a"},\n "1": {"title": "b"},\n "0": {"title": "c"}}')
-    with pytest.raises(InputError, match="key '0'.*twice") as err:
+    with pytest.raises(InputError, match="items.json:3: key '0'.*twice") as err:
         read_json(path)
     assert str(path) in str(err.value)
+    # nested, and spelled differently: the line is that of the second occurrence
+    path.write_text('{"0": {"title": "a",\n  "brand": "b",\n  "t\\u0069tle": "c"}}')
+    with pytest.raises(InputError, match="items.json:3: key 'title'.*twice"):
+        read_json(path)
 
 
 def test_text_that_is_not_utf8_is_named_with_its_line(tmp_path):

@@ -145,3 +145,34 @@ def test_released_data_exact_sizes(name, sizes):
         assert ds.valid["history"].iloc[1].tolist() == [3437, 642, 642, 2520]
     held_out = set(zip(ds.valid["user"], ds.valid["target"])) | set(zip(ds.test["user"], ds.test["target"]))
     assert not held_out & set(zip(ds.train["user"], ds.train["target"]))
+
+
+def test_angle_bracketed_text_that_is_no_html_tag_is_kept(folder):
+    assert clean_text("<NA>") == "<NA>"
+    assert clean_text("Drill <3 mm> set <br/>x <B>y</B> <bright>") == "Drill <3 mm> set x y <bright>"
+    items = {**ITEM_JSON, "2": {**ITEM_JSON["2"], "title": "<NA>"}}
+    (folder / "Tiny.item.json").write_text(json.dumps(items))
+    assert load_minionerec(folder).items["title"].tolist()[2] == "<NA>"
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("title", {"en": "Two"}, "title is dict"),
+    ("title", 2, "title is int"),
+    ("brand", ["Acme"], "brand is list"),
+    ("description", {"a": 1}, "description is dict"),
+    ("categories", ["Tools", 3], "categories is list"),
+])
+def test_a_text_field_that_is_not_text_is_named(folder, field, value, expected):
+    items = {**ITEM_JSON, "2": {**ITEM_JSON["2"], field: value}}
+    (folder / "Tiny.item.json").write_text(json.dumps(items))
+    with pytest.raises(InputError, match=expected) as err:
+        load_minionerec(folder)
+    assert err.value.source == str(folder / "Tiny.item.json") and err.value.key == f"2.{field}"
+
+
+def test_a_repeated_item_id_in_the_item_file_names_file_and_line(folder):
+    text = json.dumps(ITEM_JSON, indent=1)
+    (folder / "Tiny.item.json").write_text(text[:-2] + ',\n "3": {"title": "Again"}\n}')
+    with pytest.raises(InputError, match="twice") as err:
+        load_minionerec(folder)
+    assert err.value.key == "3" and err.value.line == text.count("\n") + 1

@@ -140,3 +140,14 @@ def test_a_dataset_with_an_empty_split_is_refused_before_it_is_written(tmp_path,
     with pytest.raises(InputError, match=f"the {empty} split has no rows"):
         write_dataset(Dataset(items=items, **splits), tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_an_item_text_that_is_not_a_string_is_refused_with_its_row(tmp_path):
+    from sidrec.data.tables import Dataset, make_samples, write_dataset
+
+    items = pd.DataFrame({"item_id": np.arange(3), "title": ["a", {"en": "b"}, "c"],
+                          "text": ["a", "b", "c"], "source_id": ["0", "1", "2"]})
+    rows = make_samples(["u"], [[0, 1]], [2])
+    with pytest.raises(InputError, match=r":2: item '1': title is dict"):
+        write_dataset(Dataset(items=items, train=rows, valid=rows, test=rows), tmp_path)
+    assert not list(tmp_path.iterdir())

@@ -57,8 +57,16 @@ def iter_json_lines(path):
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
+        with opener(path, "rb") as f:
+            offset = 0  # of the line's first byte (in the uncompressed stream for .gz)
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    what = "uncompressed byte" if path.suffix == ".gz" else "byte"
+                    raise InputError(path, f"not UTF-8 text ({what} {offset + e.start}: "
+                                           f"{raw[e.start:e.start + 1]!r})", line=number) from None
+                offset += len(raw)
                 if not line.strip():
                     continue
                 try:
@@ -69,7 +77,7 @@ def iter_json_lines(path):
                 if not isinstance(obj, dict):
                     raise InputError(path, "expected a JSON object", line=number)
                 yield number, obj
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+    except (OSError, EOFError) as e:
         raise InputError(path, f"cannot read: {e}") from None
 
 

@@ -25,16 +25,17 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io import read_json, read_text
+from .markup import strip_tags
 from .tables import Dataset, make_samples
 
 CSV_COLUMNS = ("user_id", "history_item_id", "item_id")
 DESCRIPTION_CHARS = 600  # the encoder reads ~128 tokens; longer text only adds noise
-_TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
 
 def clean_text(value) -> str:
-    """One line of plain text: markup removed, HTML entities decoded, spaces collapsed.
+    """One line of plain text: HTML tags removed (other angle-bracketed text such as
+    ``<NA>`` kept), HTML entities decoded, spaces collapsed.
 
     A value that is a list rendered as a string (``"['a', 'b']"``, as MiniOneRec stores
     descriptions) is parsed as a literal and its non-empty strings are joined.
@@ -54,7 +55,7 @@ def clean_text(value) -> str:
                 parts.append(c)
                 seen.add(c)
         return " ".join(parts)
-    text = html.unescape(_TAG.sub(" ", str(value)))
+    text = html.unescape(strip_tags(str(value)))
     return _SPACE.sub(" ", text).strip()
 
 
@@ -112,6 +113,7 @@ def read_items(path) -> tuple[pd.DataFrame, dict]:
     titles, texts = [], []
     for key in keys:
         meta = raw[key]
+        _check_text_fields(meta, path, key)
         title = clean_text(meta.get("title"))
         if not title:
             raise InputError(path, "item has no title", key=key)
@@ -125,6 +127,28 @@ def read_items(path) -> tuple[pd.DataFrame, dict]:
         "source_id": pd.Series(keys, dtype=object),
     })
     return items, {k: i for i, k in enumerate(as_int)}
+
+
+# Which value types each text field may hold: a title and a brand are strings; MiniOneRec
+# stores categories and descriptions as strings too, and the raw 2018 metadata as lists.
+_TEXT_FIELDS = {"title": (str,), "brand": (str, type(None)),
+                "categories": (str, list, type(None)), "description": (str, list, type(None))}
+
+
+def _check_text_fields(meta: dict, path, key: str) -> None:
+    """InputError naming the item and field whose value is not text (a dict or a number
+    would otherwise be embedded as its Python repr)."""
+    for field, allowed in _TEXT_FIELDS.items():
+        value = meta.get(field)
+        if field == "title" and value is None:
+            continue  # reported as "item has no title"
+        ok = isinstance(value, allowed) and (
+            not isinstance(value, list) or all(isinstance(v, str) for v in value))
+        if not ok:
+            expected = " or ".join("null" if t is type(None) else "a list of strings" if t is list
+                                   else "a string" for t in allowed)
+            raise InputError(path, f"{field} is {type(value).__name__} "
+                                   f"{str(value)[:40]!r}, expected {expected}", key=f"{key}.{field}")
 
 
 def _int_list(cell: str, path, line: int, column: str) -> list[int]:

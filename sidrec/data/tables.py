@@ -72,7 +72,13 @@ def validate_items(items: pd.DataFrame, source="items") -> None:
         bad = int(np.flatnonzero(dup.to_numpy())[0])
         raise InputError(source, f"duplicate item id {items['source_id'].iloc[bad]!r}", line=bad + 1)
     for col in ("title", "text"):
-        empty = items[col].isna() | (items[col].astype(str).str.strip() == "")
+        not_str = ~items[col].map(lambda v: isinstance(v, str)).astype(bool)
+        if not_str.any():  # a dict or number would be embedded and shown as its repr
+            bad = int(np.flatnonzero(not_str.to_numpy())[0])
+            value = items[col].iloc[bad]
+            raise InputError(source, f"item {items['source_id'].iloc[bad]!r}: {col} is "
+                             f"{type(value).__name__} {str(value)[:40]!r}, expected a string", line=bad + 1)
+        empty = items[col].str.strip() == ""
         if empty.any():
             bad = int(np.flatnonzero(empty.to_numpy())[0])
             raise InputError(source, f"item {items['source_id'].iloc[bad]!r} has no {col}",
