@@ -104,3 +104,18 @@ def test_cuda_asked_for_without_a_gpu_says_what_to_change(monkeypatch):
     with pytest.raises(SystemExit, match="gpu` resource to 0"):
         check_devices("cuda")
     check_devices("cpu")
+
+
+def test_the_profiles_resubmit_no_failed_job_and_slurm_requeues_node_failures():
+    """Snakemake retries every failure alike, and a bad input fails the same way every
+    time: no `retries`; node failures and preemption are left to `sbatch --requeue`."""
+    import dataclasses
+
+    import snakemake_executor_plugin_slurm as slurm_plugin
+    import yaml
+
+    local = yaml.safe_load((ROOT / "profiles/local/config.yaml").read_text())
+    cluster = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    assert local["retries"] == 0 and cluster["retries"] == 0
+    assert cluster["slurm-requeue"] is True
+    assert "requeue" in {f.name for f in dataclasses.fields(slurm_plugin.ExecutorSettings)}

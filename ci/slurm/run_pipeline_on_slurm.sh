@@ -7,7 +7,9 @@
 #   ci/slurm/run_pipeline_on_slurm.sh [WORKDIR]
 #
 #   1. starts the local cluster with ci/slurm/start_local_slurm.sh (partitions `cpu` and
-#      `gpu`, fake GPUs) and records, by PID, which daemons this run started;
+#      `gpu`, fake GPUs) and records, by PID, which daemons this run started; on a
+#      machine with a SLURM of its own it stops at once with exit status 3 and the
+#      reason, having changed nothing;
 #   2. writes the tiny synthetic dataset and config of tests/test_pipeline.py into
 #      WORKDIR (default: a new temporary folder, deleted after a successful run);
 #   3. runs `snakemake --profile profiles/slurm` on it under `timeout -s INT`, with
@@ -104,6 +106,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ------------------------------------------------------------ 1. cluster
+if ! why=$("$HERE/start_local_slurm.sh" check); then
+  log "REFUSED: $why; this machine's SLURM is left alone"
+  exit 3
+fi
 for entry in "${DAEMONS[@]}"; do
   pid=$(pid_of "${entry#*:}"); [[ -n $pid ]] && BEFORE[${entry%%:*}]=$pid
 done
@@ -231,8 +237,9 @@ print(f"OK: all {len(EXPECTED)} rules ran as SLURM jobs", file=sys.stderr)
 EOF
 # ------------------------------------------------------------ 5. a failing SLURM job
 # A malformed row appended to the source's valid.csv makes the first rule (`dataset`)
-# fail inside its SLURM job. Expected: snakemake exits non-zero, the profile's retry
-# submits the job a second time, the per-job log names the file, line and problem, and
+# fail inside its SLURM job. Expected: snakemake exits non-zero, the job is not
+# resubmitted (the profile's `retries: 0`: an input error would only fail again), the
+# per-job log names the file, line and problem, and
 # the outputs of the rules that finished in step 3 are byte-for-byte untouched
 # (`dataset`'s own outputs are removed by Snakemake, as those of a failed job).
 "$PY" - "$WORK" <<'EOF'
