@@ -176,3 +176,10 @@ def test_a_repeated_item_id_in_the_item_file_names_file_and_line(folder):
     with pytest.raises(InputError, match="twice") as err:
         load_minionerec(folder)
     assert err.value.key == "3" and err.value.line == text.count("\n") + 1
+
+
+def test_an_empty_split_file_is_named(folder):
+    write_csv(folder / "valid.csv", [])
+    with pytest.raises(InputError, match="no rows after the header") as err:
+        load_minionerec(folder)
+    assert err.value.source == str(folder / "valid.csv") and err.value.line == 2

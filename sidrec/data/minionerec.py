@@ -210,6 +210,8 @@ def read_rows(path, id_map: dict) -> pd.DataFrame:
             line = reader.line_num + 1
     except csv.Error as e:
         raise InputError(path, f"malformed CSV: {e}", line=line) from None
+    if not users:  # an empty split would only fail later, deep inside training or evaluation
+        raise InputError(path, "no rows after the header: a split must not be empty", line=2)
     return pd.DataFrame({"user": pd.Series(users, dtype=object),
                          "history": pd.Series(histories, dtype=object),
                          "target": np.asarray(targets, dtype=np.int64),
