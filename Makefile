@@ -21,8 +21,14 @@ $(STAMP): requirements/base.txt requirements/embedded.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# A rerun after a killed or failed run needs no other command: a lock left by a killed
+# snakemake is lifted (only when no snakemake runs here), jobs it left half-done rerun,
+# and a failed job's log is printed to the terminal, not only named.
+SNAKEMAKE_ARGS = --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete --show-failed-logs
+
 run: setup
-	snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(PY) workflow/unlock_stale.py $(SNAKEMAKE_ARGS)
+	snakemake $(SNAKEMAKE_ARGS)
 
 test: setup
 	$(PY) -m pytest -q
@@ -30,7 +36,8 @@ test: setup
 # One self-contained HTML file of the figures, tables, provenance and significance that
 # `make run` built (it builds whatever is missing first).
 report: setup
-	snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(PY) workflow/unlock_stale.py $(SNAKEMAKE_ARGS)
+	snakemake $(SNAKEMAKE_ARGS)
 	snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
 
 # After `make run`: the recommend API and its page at http://127.0.0.1:8000/ (Ctrl-C

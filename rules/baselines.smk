@@ -10,6 +10,7 @@ rule popularity:
         valid="results/{dataset}/predictions/popularity_valid.parquet",
         test="results/{dataset}/predictions/popularity_test.parquet",
     params:
+        lineage=lineage("popularity"),
         k=top_k(),
     conda:
         "../envs/sidrec.yaml"
@@ -34,6 +35,7 @@ rule sasrec:
         valid="results/{dataset}/predictions/sasrec_valid.parquet",
         test="results/{dataset}/predictions/sasrec_test.parquet",
     params:
+        lineage=lineage("sasrec"),
         hp=sasrec_params,
         max_len=max_history,
         k=top_k(),

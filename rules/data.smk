@@ -9,6 +9,7 @@ rule dataset:
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
     params:
+        lineage=lineage("dataset"),
         spec=dataset_spec,
     conda:
         "../envs/sidrec.yaml"

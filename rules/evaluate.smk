@@ -14,6 +14,7 @@ rule predict:
     wildcard_constraints:
         lm="|".join(LMS),
     params:
+        lineage=lineage("predict"),
         hp=decode_params,
         launch=launcher(),
         device=device,
@@ -43,6 +44,7 @@ rule metrics:
         report("results/{dataset}/metrics.tsv", caption="../workflow/report/metrics.rst", category="Results",
                subcategory="{dataset}"),
     params:
+        lineage=lineage("metrics"),
         ks=config["evaluate"]["ks"],
     conda:
         "../envs/sidrec.yaml"

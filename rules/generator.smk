@@ -6,6 +6,7 @@ rule base_tiny:
     output:
         directory("results/models/tiny-{dataset}"),
     params:
+        lineage=lineage("base"),
         hp=tiny_params,
     conda:
         "../envs/sidrec.yaml"
@@ -23,6 +24,8 @@ rule base_smollm2:
         code=code("workflow/scripts/base_smollm2.py"),
     output:
         directory("results/models/smollm2-135m"),
+    params:
+        lineage=lineage("base"),
     conda:
         "../envs/sidrec.yaml"
     log:
@@ -45,6 +48,7 @@ rule sft:
     output:
         directory("results/{dataset}/sft"),
     params:
+        lineage=lineage("sft"),
         hp=sft_params,
         scratch="results/{dataset}/.scratch/sft",
         launch=launcher("zero2.yaml"),

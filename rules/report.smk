@@ -8,6 +8,7 @@ rule significance:
         report("results/{dataset}/significance.tsv", caption="../workflow/report/significance_table.rst",
                category="Results", subcategory="{dataset}"),
     params:
+        lineage=lineage("significance"),
         lms=significance_lms(),
         k=significance_k(),
         n_boot=10000,
@@ -34,6 +35,7 @@ rule provenance:
         report("results/{dataset}/provenance.json", caption="../workflow/report/provenance.rst",
                category="Provenance", subcategory="{dataset}"),
     params:
+        lineage=lineage("provenance"),
         config=as_json(config),
         seeds=run_seeds,
         models=model_files,
@@ -68,6 +70,7 @@ rule plots:
         summary_table=report("results/{dataset}/report/summary.tsv", caption="../workflow/report/summary_table.rst",
                              category="Results", subcategory="{dataset}"),
     params:
+        lineage=lineage("plots"),
         k=significance_k(),
         seed=int(config["seed"]),
     conda:

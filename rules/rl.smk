@@ -11,6 +11,7 @@ rule rl:
     output:
         directory("results/{dataset}/rl"),
     params:
+        lineage=lineage("rl"),
         hp=rl_params,
         scratch="results/{dataset}/.scratch/rl",
         launch=launcher("zero2.yaml"),

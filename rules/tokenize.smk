@@ -6,6 +6,7 @@ rule embed:
     output:
         "results/{dataset}/embeddings.npy",
     params:
+        lineage=lineage("embed"),
         hp=as_json(config["encoder"]),
         launch=launcher("multi_gpu.yaml"),
         device=device,
@@ -32,6 +33,7 @@ rule quantize:
     output:
         "results/{dataset}/rqvae.ckpt",
     params:
+        lineage=lineage("quantize"),
         hp=quantizer_params,
         # One process at most: the full-batch RQ-VAE is one GPU's work.
         launch=launcher(),
@@ -60,6 +62,7 @@ rule sid:
         sid="results/{dataset}/sid.json",
         meta="results/{dataset}/sid.meta.json",
     params:
+        lineage=lineage("sid"),
         codebook_size=config["quantizer"]["codebook_size"],
     conda:
         "../envs/sidrec.yaml"

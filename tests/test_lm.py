@@ -330,6 +330,7 @@ def test_sft_resumes_from_its_scratch_checkpoint(tiny_dir, tmp_path, monkeypatch
     assert any("resuming from" in line and "checkpoint-3" in line for line in lines)
     assert [e["step"] for e in report["eval_loss"]] == [3, 6]  # the first run's history is kept
     assert report["steps"] == 6 and not scratch.exists()
+    assert report["resumed"]["from_step"] == 3 and report["resumed"]["reproduces_uninterrupted"] is True
     load_causal_lm(out)
 
 
@@ -348,11 +349,31 @@ def test_sft_device_cuda_requires_cuda(tiny_dir, tmp_path):
 # ---------------------------------------------------------------- run scaffolding
 
 def _checkpoint(scratch, step, files=("trainer_state.json", "model.safetensors")):
+    from safetensors.torch import save_file
+
     folder = scratch / f"checkpoint-{step}"
     folder.mkdir(parents=True)
     for name in files:
-        (folder / name).write_text("{}")
+        if name.endswith(".safetensors"):
+            save_file({"w": torch.zeros(4, 4)}, folder / name)
+        else:
+            (folder / name).write_text("{}")
     return folder
+
+
+def test_a_checkpoint_cut_short_mid_write_is_not_resumed(tmp_path):
+    """A kill while Trainer wrote trainer_state.json (truncated JSON), or a weights file
+    cut short, is not a checkpoint to resume from (the resumed run would stop on it)."""
+    whole = _checkpoint(tmp_path, 3)
+    assert is_complete_checkpoint(whole)
+    (whole / "trainer_state.json").write_text('{"global_step": 3, "log_hist')
+    assert not is_complete_checkpoint(whole)
+    cut = _checkpoint(tmp_path, 6)
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[:-10])
+    assert not is_complete_checkpoint(cut)
+    (cut / "model.safetensors").write_bytes(weights[:5])
+    assert not is_complete_checkpoint(cut)
 
 
 def test_scratch_resumes_only_its_own_run(tmp_path):

@@ -7,12 +7,16 @@ import argparse
 import json
 
 from ..errors import InputError
+from . import lifeline
 
 DEVICES = ("cpu", "cuda")
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every stage CLI shares."""
+    """An argument parser with the options every stage CLI shares. Every stage CLI
+    builds one first, so this is also where the process is tied to the workflow that
+    started it (`lifeline.hold`: a killed snakemake leaves no trainer running)."""
+    lifeline.hold()
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=DEVICES, default="cpu",
                     help="cpu, or cuda (under accelerate launch: this process's GPU)")

@@ -78,13 +78,32 @@ def fingerprint(config: dict, base_dir, data: Iterable = ()) -> str:
     return h.hexdigest()
 
 
-def is_complete_checkpoint(path) -> bool:
-    """A Trainer checkpoint folder that got to its end: trainer_state.json and weights."""
-    path = Path(path)
-    if not (path / TRAINER_STATE).is_file():
+def _whole_safetensors(path: Path) -> bool:
+    """The file holds its whole header and every tensor the header lists (a save cut
+    short by a kill leaves it shorter). Reads the header only, not the weights."""
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+        return path.stat().st_size >= 8 + size + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return False
-    return (any((path / f).is_file() for f in CHECKPOINT_WEIGHTS)
-            or any(p.name.startswith(_FSDP_PREFIX) for p in path.iterdir()))
+
+
+def is_complete_checkpoint(path) -> bool:
+    """A Trainer checkpoint folder that got to its end: a trainer_state.json that parses
+    (Trainer writes it last, after weights, optimizer, scheduler and RNG state, so a
+    whole one means the rest was written) and weights, safetensors ones whole."""
+    path = Path(path)
+    try:
+        json.loads((path / TRAINER_STATE).read_text())
+    except (OSError, ValueError):
+        return False
+    weights = [path / f for f in CHECKPOINT_WEIGHTS if (path / f).is_file()]
+    if any(f.suffix == ".safetensors" and not _whole_safetensors(f) for f in weights):
+        return False
+    return bool(weights) or any(p.name.startswith(_FSDP_PREFIX) for p in path.iterdir())
 
 
 def _checkpoints(scratch: Path) -> list[Path]:
@@ -121,7 +140,7 @@ def prepare_scratch(scratch, run_fingerprint: str, state=None,
         stamp.write_text(run_fingerprint + "\n")
         for checkpoint in _checkpoints(scratch):
             if not is_complete_checkpoint(checkpoint):
-                log(f"removing incomplete checkpoint {checkpoint} (no {TRAINER_STATE} or no weights)")
+                log(f"removing incomplete checkpoint {checkpoint} (no whole {TRAINER_STATE} or weights)")
                 shutil.rmtree(checkpoint)
     state.wait_for_everyone()
     complete = [c for c in _checkpoints(scratch) if is_complete_checkpoint(c)]
@@ -129,6 +148,28 @@ def prepare_scratch(scratch, run_fingerprint: str, state=None,
         log(f"resuming from {complete[0]}")
         return str(complete[0])
     return None
+
+
+def length_grouped_sampler(batch_size: int, dataset, seed: int):
+    """transformers' LengthGroupedSampler (batches of similar length), with an order that
+    depends on (`seed`, epoch) alone. Trainer's own draws it from the global torch RNG
+    when an epoch starts, a state that a resumed run does not have (Trainer restores
+    the RNG only after skipping to the resumed step): its resumed epochs then ran in
+    another order, and ended with other weights than the uninterrupted run. Trainer
+    calls `set_epoch` on it before every epoch, resumed ones included."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeeded(LengthGroupedSampler):
+        epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = int(epoch)
+
+        def __iter__(self):
+            self.generator.manual_seed(seed + self.epoch)
+            return super().__iter__()
+
+    return EpochSeeded(batch_size, dataset=dataset, model_input_name="input_ids", generator=torch.Generator())
 
 
 def subset_rows(n: int, limit: int | None, seed: int) -> np.ndarray:

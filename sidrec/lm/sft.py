@@ -31,8 +31,8 @@ import torch
 from ..errors import InputError, config_from_section
 from .base import load_causal_lm
 from .prompts import TASKS, PromptBuilder, encode_examples
-from .run import (fingerprint, library_versions, prepare_scratch, save_final, scratch_path, subset_rows,
-                  training_device)
+from .run import (fingerprint, length_grouped_sampler, library_versions, prepare_scratch, save_final,
+                  scratch_path, subset_rows, training_device)
 from .vocab import add_sid_tokens, greedy_generation_config
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -367,7 +367,16 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         def on_step_end(self, args, state, control, **kwargs):
             step_ends.append(time.perf_counter())
 
-    trainer = Trainer(
+    class SeededTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            # Batch order by (seed, epoch) only: a resumed run trains on the same batches.
+            if not config.group_by_length:
+                return super()._get_train_sampler(train_dataset)
+            return length_grouped_sampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                          train_dataset if train_dataset is not None else self.train_dataset,
+                                          config.seed)
+
+    trainer = SeededTrainer(
         model=model, args=args, train_dataset=train, eval_dataset=valid, processing_class=tokenizer,
         data_collator=CompletionCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if cuda else None),
         compute_loss_func=completion_loss,
@@ -410,6 +419,7 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         "eval_loss": [{"step": h["step"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h],
         "best_eval_loss": trainer.state.best_metric,
         "best_checkpoint_step": _step_of(trainer.state.best_model_checkpoint),
+        "resumed": _resume_note(resume, cuda, state.num_processes),
         "train_tokens_seen": trainer.state.num_input_tokens_seen,
         "train_seconds": runtime,
         "train_tokens_per_second": trainer.state.num_input_tokens_seen / runtime if runtime else None,
@@ -426,6 +436,22 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         log(f"wrote {out_dir} in {seconds:.1f}s (best eval loss {report['best_eval_loss']})")
     state.wait_for_everyone()
     return report
+
+
+def _resume_note(resume: str | None, cuda: bool, processes: int) -> dict | None:
+    """What the report says of a run resumed from a checkpoint (None: not resumed).
+    The batches (seeded per epoch), optimizer, scheduler and RNG state are those of the
+    uninterrupted run; on one CPU process that gives the same weights bit for bit
+    (tests/test_faults.py); CUDA kernels and several processes' reductions are not
+    bit-deterministic, so there it is the same run up to float rounding."""
+    if resume is None:
+        return None
+    exact = not cuda and processes == 1
+    return {"from_checkpoint": Path(resume).name, "from_step": _step_of(resume),
+            "reproduces_uninterrupted": exact,
+            "why": ("one CPU process: same batches, optimizer and RNG state, same weights bit for bit" if exact
+                    else "same batches, optimizer and RNG state; CUDA or multi-process reductions are not "
+                         "bit-deterministic, so weights match only up to float rounding")}
 
 
 def _step_of(checkpoint: str | None) -> int | None:
