@@ -3,6 +3,7 @@ that unpickle nothing but tensors and plain values (`torch.load(weights_only=Tru
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -42,9 +43,13 @@ def _clear_stale_temps(path: Path) -> None:
 def _fsync(path: Path) -> None:
     """Flush a file, or a folder's entries, to disk: a rename is only as durable as the
     data it points at, so files are synced before the rename and the folder after it."""
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    is_dir = path.is_dir()
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if is_dir else 0))
     try:
         os.fsync(fd)
+    except OSError as e:  # some filesystems cannot sync a folder; its files are synced
+        if not (is_dir and e.errno in (errno.EINVAL, errno.ENOTSUP)):
+            raise
     finally:
         os.close(fd)
 
