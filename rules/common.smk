@@ -22,24 +22,10 @@ OVERRIDABLE = ("sft", "rl")
 
 sys.path.insert(0, str(ROOT / "workflow"))
 from code_inputs import package_files  # noqa: E402  (plain ast, never imports sidrec)
+from lifeline_env import export_lifeline  # noqa: E402
 
 
-def lifeline_token():
-    """"host:pid:start" of this snakemake process, for $SIDREC_LIFELINE: the stage CLIs
-    stop when it is gone (sidrec/cli/lifeline.py; a killed snakemake leaves its jobs'
-    shells, and the trainers under them, running otherwise). Same format as
-    lifeline.token, written here because the Snakefile never imports sidrec."""
-    import socket
-
-    try:
-        start = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        start = ""
-    return f"{socket.gethostname()}:{os.getpid()}:{start}"
-
-
-# Every job inherits it; a cluster job's own snakemake sets its own on its node.
-os.environ["SIDREC_LIFELINE"] = lifeline_token()
+export_lifeline()
 
 
 def check_datasets():
