@@ -84,6 +84,7 @@ def test_unknown_or_all_zero_rewards_are_refused():
     ("tasks", ["sid_to_title"], "tasks"),
     ("temperature", 0.0, "temperature"),
     ("loss_type", "ppo", "loss_type"),
+    ("patience", 0, "patience"),
     ("bogus", 1, "bogus"),
 ])
 def test_bad_rl_settings_are_named(key, value, named):
@@ -232,6 +233,18 @@ def test_no_step_beating_sft_on_valid_keeps_the_sft_model(sft_dir, tmp_path, one
     assert report["selected_step"] == 0 and report["selected"].startswith("sft")
     a = (tmp_path / "rl" / "model.safetensors").read_bytes()
     assert a == (sft_dir / "model.safetensors").read_bytes()
+
+
+def test_patience_stops_a_run_whose_valid_never_improves(sft_dir, tmp_path, one_thread):
+    # Nothing changes on valid (lr ~ 0), so after 2 checks (steps 2, 4) without beating
+    # step 0 the run stops at step 4 of 12, and rl/ is still the SFT model.
+    report = small_run(sft_dir, tmp_path / "rl", lr=1e-12, max_steps=12, eval_steps=2, patience=2)
+    assert report["stopped_early_at"] == 4 and report["steps"] == 4 and report["planned_steps"] == 12
+    assert [v["step"] for v in report["valid"]] == [0, 2, 4]
+    assert report["selected_step"] == 0
+    # without patience the same run goes the whole way
+    full = small_run(sft_dir, tmp_path / "rl_full", lr=1e-12, max_steps=6, eval_steps=2)
+    assert full["stopped_early_at"] is None and full["steps"] == 6
 
 
 def _items(root):

@@ -70,6 +70,10 @@ class RLConfig:
     max_steps: int | None = None
     max_samples: int | None = None  # a seeded random subset of the RL rows
     eval_steps: int = 50
+    # Stop after this many valid checks in a row without a new best (None: run every step).
+    # A run whose valid NDCG only falls (Industrial, bench/RESULTS.md) then costs
+    # `patience` checks, not the whole schedule; rl/ is the best step either way.
+    patience: int | None = None
     max_valid_samples: int | None = 512
     valid_k: int = 10
     valid_beam_width: int = 20
@@ -106,6 +110,8 @@ class RLConfig:
             raise InputError("rl", f"must be > 0, got {self.lr}", key="lr")
         if not 0 <= self.warmup_ratio <= 1:
             raise InputError("rl", f"must be in [0, 1], got {self.warmup_ratio}", key="warmup_ratio")
+        if self.patience is not None and int(self.patience) < 1:
+            raise InputError("rl", f"must be >= 1 or null, got {self.patience}", key="patience")
         for name in ("prompts_per_step", "grad_accum", "eval_steps", "valid_k", "valid_beam_width",
                      "rollout_batch_size", "logging_steps"):
             if int(getattr(self, name)) < 1:
@@ -262,6 +268,7 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
     best_file = scratch / BEST_FILE
     evaluations: list[dict] = []
     step_times: list[dict] = []
+    stopped: dict = {}
 
     def evaluate(step: int) -> None:
         """Valid NDCG@k at `step`; the best step's model is kept in scratch/best (main
@@ -293,6 +300,14 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
                                "update_seconds": total - rolled})
             if st.global_step % config.eval_steps == 0 or st.global_step >= st.max_steps:
                 evaluate(st.global_step)
+                if config.patience and st.global_step < st.max_steps:
+                    # every process reads the same file after evaluate's barrier
+                    best_step = json.loads(best_file.read_text())["step"]
+                    if (st.global_step - best_step) // config.eval_steps >= config.patience:
+                        stopped["step"] = st.global_step
+                        log(f"step {st.global_step}: {config.patience} valid checks without a new best "
+                            f"(best: step {best_step}); stopping (rl.patience)")
+                        control.should_training_stop = True
 
         def on_log(self, args, st, control, logs=None, **kwargs):
             if logs:
@@ -318,6 +333,7 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
             "processes": state.num_processes, "device": "cuda" if cuda else "cpu", "bf16": bool(bf16),
             "cpu_threads": torch.get_num_threads(),
             "steps": trainer.state.global_step, "planned_steps": total_steps,
+            "stopped_early_at": stopped.get("step"),
             "resumed_from": resume,
             "selected_step": best["step"],
             "selected_valid_ndcg": best["value"],
