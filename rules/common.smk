@@ -336,7 +336,8 @@ def lineage(rule_name):
     (its settings, its code, and recursively the same of every job upstream)."""
 
     def of(wildcards):
-        return _lineage(rule_name, wildcards.dataset, getattr(wildcards, "lm", None))
+        # base_smollm2 is one job for every dataset: no {dataset} wildcard
+        return _lineage(rule_name, getattr(wildcards, "dataset", None), getattr(wildcards, "lm", None))
 
     return of
 

@@ -21,6 +21,18 @@ def test_dry_run_plans_every_stage(tmp_path):
         assert rule in text, f"rule {rule} missing from the plan:\n{text}"
 
 
+def test_the_gpu_config_plans_every_stage_with_smollm2(tmp_path):
+    # base_smollm2 is one job for all datasets (no {dataset} wildcard): its params, the
+    # lineage hash among them, must resolve too (CI runs only the tiny LM).
+    out = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--cores", "1",
+                        configfiles=[ROOT / "config" / "gpu.yaml"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    for rule in ("base_smollm2", "sft", "rl", "predict", "sasrec", "metrics"):
+        assert rule in text, f"rule {rule} missing from the plan:\n{text}"
+    assert "base_tiny" not in text
+
+
 def test_unknown_dataset_in_run_is_rejected_before_any_job(tmp_path):
     out = run_snakemake(tmp_path, "-n", "--cores", "1", "--config", "run=[nope]")
     assert out.returncode != 0
