@@ -114,12 +114,15 @@ for entry in "${DAEMONS[@]}"; do
   pid=$(pid_of "${entry#*:}"); [[ -n $pid ]] && BEFORE[${entry%%:*}]=$pid
 done
 t=$SECONDS
-"$HERE/start_local_slurm.sh" start
+rc=0; "$HERE/start_local_slurm.sh" start || rc=$?
+# Recorded before acting on rc: a start that failed half-way (the smoke test, say) has
+# already started daemons, and the EXIT trap must stop them too.
 for entry in "${DAEMONS[@]}"; do
   name=${entry%%:*}; pid=$(pid_of "${entry#*:}")
   # started here: not running before, or restarted (config changed) with a new PID
   if [[ -n $pid && $pid != "${BEFORE[$name]:-}" ]]; then STARTED+=("$name:$pid"); fi
 done
+((rc == 0)) || die "start_local_slurm.sh start failed (exit $rc); started by this run: ${STARTED[*]:-(none)}"
 log "cluster up in $((SECONDS - t))s; started by this run: ${STARTED[*]:-(none, all were running)}"
 
 # ------------------------------------------------------------ 2. fixture + config
@@ -171,7 +174,7 @@ from pathlib import Path
 
 work, smk_log, ctld_log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 EXPECTED = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
-            "popularity", "sasrec", "metrics"}
+            "popularity", "sasrec", "metrics", "significance", "plots", "provenance"}
 GPU_PARTITION_RULES = {"embed", "sft", "rl", "predict"}
 text = smk_log.read_text()
 errors = []
@@ -192,7 +195,8 @@ submitted = {}
 for m in re.finditer(r"has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.?$", text, re.M):
     jobid, path = m.group(1), Path(m.group(2))
     rule = next((p[len("rule_"):] for p in path.parts if p.startswith("rule_")), None)
-    submitted.setdefault(rule, []).append({"jobid": jobid, "log": str(path)})
+    # the folder below rule_NAME names the job's wildcards (synth, synth_rl, ...)
+    submitted.setdefault(rule, []).append({"jobid": jobid, "log": str(path), "job": path.parent.name})
 
 # slurmctld's own records: the partition each job started in, its exit status.
 ctld = ctld_log.read_text(errors="replace") if ctld_log.exists() else ""
@@ -202,25 +206,29 @@ def ctld_facts(jobid):
     status = re.search(rf"_job_complete: JobId={jobid} WEXITSTATUS (\d+)", ctld)
     return (part.group(1) if part else None), (int(status.group(1)) if status else None)
 
+for job in (j for jobs in submitted.values() for j in jobs):
+    job["partition"], job["exit"] = ctld_facts(job["jobid"])
 for rule in sorted(EXPECTED):
     jobs = submitted.get(rule)
     if not jobs:
         errors.append(f"rule {rule}: never submitted to SLURM")
         continue
-    for job in jobs:
-        job["partition"], job["exit"] = ctld_facts(job["jobid"])
-    last = jobs[-1]  # retries are new jobs; the last one must have succeeded
     want = "gpu" if rule in GPU_PARTITION_RULES else "cpu"
-    if not Path(last["log"]).is_file():
-        errors.append(f"rule {rule}: per-job SLURM log {last['log']} missing")
-    elif not re.search(rf"^rule {rule}:", Path(last["log"]).read_text(errors="replace"), re.M):
-        errors.append(f"rule {rule}: per-job SLURM log {last['log']} does not show the rule running")
-    if last["partition"] != want:
-        errors.append(f"rule {rule}: SLURM job {last['jobid']} ran in partition {last['partition']!r}, want {want!r}")
-    if last["exit"] != 0:
-        errors.append(f"rule {rule}: SLURM job {last['jobid']} exit status {last['exit']!r} in slurmctld.log")
-    if len(jobs) > 1:
-        print(f"note: rule {rule} was retried: jobs {[j['jobid'] for j in jobs]}", file=sys.stderr)
+    by_job = {}  # one rule may have several jobs (predict: sft and rl); a retry is a new SLURM job
+    for job in jobs:
+        by_job.setdefault(job["job"], []).append(job)
+    for name, tries in by_job.items():
+        last = tries[-1]  # the last try must have succeeded
+        if not Path(last["log"]).is_file():
+            errors.append(f"rule {rule} ({name}): per-job SLURM log {last['log']} missing")
+        elif not re.search(rf"^rule {rule}:", Path(last["log"]).read_text(errors="replace"), re.M):
+            errors.append(f"rule {rule} ({name}): per-job SLURM log {last['log']} does not show the rule running")
+        if last["partition"] != want:
+            errors.append(f"rule {rule} ({name}): SLURM job {last['jobid']} ran in partition {last['partition']!r}, want {want!r}")
+        if last["exit"] != 0:
+            errors.append(f"rule {rule} ({name}): SLURM job {last['jobid']} exit status {last['exit']!r} in slurmctld.log")
+        if len(tries) > 1:
+            print(f"note: rule {rule} ({name}) was retried: jobs {[j['jobid'] for j in tries]}", file=sys.stderr)
 extra = set(submitted) - EXPECTED
 if extra:
     errors.append(f"unexpected submitted rules: {sorted(extra)}")
