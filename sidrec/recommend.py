@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .data.tables import read_items
-from .decode.beam import DecodeResult, constrained_topk
+from .decode.beam import DecodeResult, constrained_topk, reference_model
 from .decode.trie import SIDTrie
 from .lm.base import load_causal_lm, resolve_device
 from .lm.prompts import PromptBuilder, encode_prompt
@@ -45,6 +45,23 @@ class Recommender:
         self.builder = PromptBuilder(codes, titles)
         device = next(model.parameters()).device
         self.trie = SIDTrie.build(codes, level_token_ids(tokenizer, codes), device=device)
+        self._reference, self._reference_of = None, None
+
+    def reference(self):
+        """The float32 model the exact decoder rescores with: `model` itself if float32,
+        else a float32 copy made on first use and kept, so repeated calls (predict's
+        splits, the server's batches) do not copy the weights each time. The copy is
+        remade if `model` is replaced, moved or cast, but not if its weights are trained
+        in place: a bf16 model being trained should decode with `constrained_topk`."""
+        p = next(self.model.parameters())
+        key = (id(self.model), p.device, p.dtype)
+        if p.dtype == torch.float32:
+            self._reference, self._reference_of = None, None  # never hold a copy we do not need
+            return self.model
+        if self._reference_of != key:
+            self._reference = None  # free the old copy before making the new one
+            self._reference, self._reference_of = reference_model(self.model), key
+        return self._reference
 
     @classmethod
     def from_artifacts(cls, model_dir, items, sid, *, device: str | None = "cpu",
@@ -73,4 +90,5 @@ class Recommender:
         """Top-k items per history, best first (see `constrained_topk` for `exact`)."""
         return constrained_topk(self.model, self.prompts(histories), self.trie, k=k,
                                 beam_width=max(k, beam_width), batch_size=batch_size,
-                                pad_token_id=self.tokenizer.pad_token_id, exact=exact)
+                                pad_token_id=self.tokenizer.pad_token_id, exact=exact,
+                                reference=self.reference() if exact else None)

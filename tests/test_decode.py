@@ -2,9 +2,13 @@
 
 The model is a tiny random decoder (~25k parameters, vocab 100) whose lm_head is scaled
 up so log-probabilities spread over tens of nats: rankings are non-trivial, plain
-beam search goes wrong on some rows, and the certificate passes on others.
+beam search goes wrong on some rows, and the certificate passes on others. The same
+model trained a few dozen steps and cast to bf16 checks the float32 rescoring: its lists
+against brute-force float32 scoring, and their independence of batch shape.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -221,3 +225,179 @@ def test_widening_stays_exact_when_its_first_round_is_capped(model, trie, brute,
     assert any(not all(ok) for _, _, ok in capped)   # the cap cut some rows short...
     assert res.stats["widen_rounds"] >= 2             # ...and later rounds finished them
     assert res.stats["uncertified_rows"] == 0
+
+
+# ------------------------------------------------ float32 rescoring of a bf16 model
+
+def _trained(steps: int = 40) -> torch.nn.Module:
+    """The tiny model (head unscaled) after `steps` Adam steps on 3 random items per
+    fixture prompt: peaked where it was trained, as a fine-tuned model is (a few items
+    per row above -4 nats, the rest far below)."""
+    model = _tiny(scale=1.0).train()
+    gen = torch.Generator().manual_seed(1)
+    tokens = SIDTrie.build(CODES, LEVEL_TOKENS).item_tokens
+    seqs = [p + tokens[int(i)].tolist() for p in PROMPTS for i in torch.randint(0, N_ITEMS, (3,), generator=gen)]
+    width = max(map(len, seqs))
+    ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs])      # right-padded
+    labels = torch.full_like(ids, -100)
+    for r, s in enumerate(seqs):                                         # loss on the item's tokens
+        labels[r, len(s) - L:len(s)] = ids[r, len(s) - L:len(s)]
+    mask = (torch.arange(width)[None] < torch.tensor([len(s) for s in seqs])[:, None]).long()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def bf16_model():
+    return _trained().to(torch.bfloat16)
+
+
+@pytest.fixture(scope="module")
+def bf16_brute(bf16_model, trie):
+    """float32 [rows, n_items]: brute force with the bf16 model's weights upcast to float32,
+    full sequences and plain causal attention (no tree mask, no cache, no padding)."""
+    ref = copy.deepcopy(bf16_model).float()
+    return np.stack([score_all_items(ref, p, trie) for p in PROMPTS])
+
+
+@pytest.mark.parametrize("k, beam_width", [(5, None), (10, None), (8, 2)])
+def test_bf16_lists_are_float32_brute_force_top_k(bf16_model, trie, bf16_brute, k, beam_width):
+    top = np.sort(bf16_brute, 1)[:, ::-1]
+    assert (top[:, 0] > -3.0).all() and (top[:, 20] < top[:, 0] - 2.0).all(), "fixture should be peaked"
+    res = constrained_topk(bf16_model, PROMPTS, trie, k=k, beam_width=beam_width, batch_size=5, pad_token_id=0)
+    _assert_exact(res, bf16_brute, k)        # the same items in order, scores within 1e-4
+    assert res.stats["uncertified_rows"] == 0
+    assert bf16_model.dtype == torch.bfloat16  # the rescoring's float32 copy left it alone
+    s = res.stats
+    assert s["rescored"] is True and s["rescored_candidates"] >= len(PROMPTS) * k
+    assert np.isfinite(s["max_score_gap"]) and s["max_score_gap"] >= 0
+    assert np.isfinite(s["max_tolerance"]) and s["max_tolerance"] >= max(1e-2, 2 * s["max_score_gap"]) - 1e-7
+
+
+def test_bf16_results_do_not_depend_on_batch_shape(bf16_model, trie):
+    k = 10
+    runs = [constrained_topk(bf16_model, PROMPTS, trie, k=k, batch_size=b, pad_token_id=0)
+            for b in (1, 5, len(PROMPTS))]
+    flipped = constrained_topk(bf16_model, PROMPTS[::-1], trie, k=k, batch_size=5, pad_token_id=7)
+    runs.append(type(flipped)(flipped.items[::-1], flipped.scores[::-1], flipped.invalid, flipped.stats))
+    for other in runs[1:]:
+        np.testing.assert_array_equal(runs[0].items, other.items)
+        np.testing.assert_allclose(runs[0].scores, other.scores, rtol=0, atol=1e-5)
+    # a short prompt alone and left-padded by 20 tokens beside a long one
+    short, long_ = PROMPTS[3], list(range(1, 23))
+    alone = constrained_topk(bf16_model, [short], trie, k=k, pad_token_id=0)
+    padded = constrained_topk(bf16_model, [long_, short], trie, k=k, pad_token_id=0)
+    np.testing.assert_array_equal(alone.items[0], padded.items[1])
+    np.testing.assert_allclose(alone.scores[0], padded.scores[1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(alone.scores[0], runs[0].scores[3], rtol=0, atol=1e-5)
+
+
+def test_bf16_search_scores_alone_are_off_by_more_than_float32_tolerance(bf16_model, trie, bf16_brute):
+    """The problem the rescoring solves exists in this fixture: the bf16 search pass's
+    own scores miss float32 brute force by far more than the 1e-4 that float32 allows."""
+    plain = constrained_topk(bf16_model, PROMPTS, trie, k=10, batch_size=5, pad_token_id=0, rescore=False)
+    assert plain.stats["rescored"] is False and plain.stats["rescored_candidates"] == 0
+    off = np.abs(plain.scores - np.take_along_axis(bf16_brute, plain.items, 1)).max()
+    assert off > 1e-3
+    exact = constrained_topk(bf16_model, PROMPTS, trie, k=10, batch_size=5, pad_token_id=0)
+    assert exact.stats["max_score_gap"] > 1e-3   # what the rescoring saw and its tol covers
+
+
+def test_full_fanout_round_with_rescoring_is_certified(bf16_model, trie, bf16_brute, monkeypatch):
+    """No guided round: failing rows go straight to the pass with no pruning, which
+    returns and rescores every leaf, so it certifies whatever the gaps."""
+    from sidrec.decode import beam
+
+    monkeypatch.setattr(beam, "_GUIDED_ROUNDS", 0)
+    res = constrained_topk(bf16_model, PROMPTS, trie, k=8, beam_width=2, batch_size=4, pad_token_id=0)
+    assert res.stats["full_fanout_rows"] == len(PROMPTS) and res.stats["widen_rounds"] == 1
+    assert res.stats["uncertified_rows"] == 0
+    assert res.stats["rescored_candidates"] >= len(PROMPTS) * N_ITEMS   # every leaf of every row
+    _assert_exact(res, bf16_brute, 8)
+
+
+def test_rescoring_chunks_give_the_same_scores(bf16_model, trie, bf16_brute, monkeypatch):
+    """A rescoring budget of one candidate of one row per forward changes nothing."""
+    from sidrec.decode import beam
+
+    monkeypatch.setattr(beam, "_RESCORE_ELEMENTS", 1)
+    assert beam._rescore_chunk(12, 14, 13, L, 100, 4, 64) == (1, 1)
+    res = constrained_topk(bf16_model, PROMPTS[:5], trie, k=5, batch_size=5, pad_token_id=0)
+    _assert_exact(res, bf16_brute[:5], 5)
+
+
+def test_reference_model_is_a_float32_copy_only_when_needed(model, bf16_model):
+    from sidrec.decode.beam import reference_model
+
+    assert reference_model(model) is model                # float32: no copy
+    ref = reference_model(bf16_model)
+    assert ref is not bf16_model and {p.dtype for p in ref.parameters()} == {torch.float32}
+    assert {p.dtype for p in bf16_model.parameters()} == {torch.bfloat16}
+    for a, b in zip(ref.parameters(), bf16_model.parameters()):
+        assert torch.equal(a, b.float())                  # the bf16 weights, upcast exactly
+
+
+def test_a_given_reference_is_used_not_copied(bf16_model, trie, monkeypatch):
+    from sidrec.decode import beam
+
+    ref = beam.reference_model(bf16_model)
+    expected = constrained_topk(bf16_model, PROMPTS[:4], trie, k=5, pad_token_id=0)
+
+    def no_copy(model):
+        raise AssertionError("reference_model called although a reference was given")
+
+    monkeypatch.setattr(beam, "reference_model", no_copy)
+    res = constrained_topk(bf16_model, PROMPTS[:4], trie, k=5, pad_token_id=0, reference=ref)
+    np.testing.assert_array_equal(res.items, expected.items)
+    np.testing.assert_allclose(res.scores, expected.scores, rtol=0, atol=1e-5)
+    plain = constrained_topk(bf16_model, PROMPTS[:4], trie, k=5, pad_token_id=0, exact=False)
+    assert plain.stats["rescored"] is False             # no rescoring, no reference made
+
+
+class _Tokens:
+    """The tokenizer surface `Recommender` needs here: SID tokens -> LEVEL_TOKENS ids."""
+    unk_token_id, pad_token_id = None, 0
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        from sidrec.sid import parse_token
+
+        level, code = parse_token(token)
+        return int(LEVEL_TOKENS[level][code])
+
+
+def test_recommender_makes_its_float32_reference_once(model, bf16_model, monkeypatch):
+    import sidrec.recommend as recommend
+
+    titles = [f"item {i}" for i in range(N_ITEMS)]
+    assert recommend.Recommender(model, _Tokens(), CODES, titles).reference() is model
+    rec = recommend.Recommender(bf16_model, _Tokens(), CODES, titles)
+    ref = rec.reference()
+    assert ref is rec.reference() and ref.dtype == torch.float32 and rec.model.dtype == torch.bfloat16
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(kw["reference"])
+        return "result"
+
+    monkeypatch.setattr(recommend, "constrained_topk", spy)
+    monkeypatch.setattr(rec, "prompts", lambda histories: [PROMPTS[0]] * len(histories))
+    rec.top_k([[1], [2]], 3)
+    rec.top_k([[1]], 3)
+    rec.top_k([[1]], 3, exact=False)
+    assert seen[0] is ref and seen[1] is ref and seen[2] is None
+    rec.model = copy.deepcopy(bf16_model)                 # another model: another reference
+    assert rec.reference() is not ref
+
+
+def test_a_float32_model_is_rescored_only_when_asked(model, trie, brute):
+    # its search pass is float32 already: by default the certificate reads its own scores
+    plain = constrained_topk(model, PROMPTS, trie, k=5, batch_size=5, pad_token_id=0)
+    forced = constrained_topk(model, PROMPTS, trie, k=5, batch_size=5, pad_token_id=0, rescore=True)
+    assert plain.stats["rescored"] is False and plain.stats["rescored_candidates"] == 0
+    assert forced.stats["rescored"] is True and forced.stats["rescored_candidates"] >= len(PROMPTS) * 5
+    _assert_exact(plain, brute, 5)
+    _assert_exact(forced, brute, 5)
