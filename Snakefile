@@ -25,6 +25,7 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
+    candidate="[A-Za-z0-9_.+-]+",
     split="valid|test",
 
 

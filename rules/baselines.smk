@@ -23,22 +23,19 @@ rule popularity:
 
 
 rule sasrec:
-    """SASRec: a compact self-attentive sequential recommender, full softmax over items."""
+    """SASRec, one configuration of `baselines.sasrec_grid`: a compact self-attentive
+    sequential recommender, full softmax over items, early stopping on valid."""
     input:
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
-        test="results/{dataset}/data/test.parquet",
         item_table="results/{dataset}/data/items.parquet",
         code=code("sidrec.cli.sasrec"),
     output:
-        model="results/{dataset}/sasrec.ckpt",
-        valid="results/{dataset}/predictions/sasrec_valid.parquet",
-        test="results/{dataset}/predictions/sasrec_test.parquet",
+        model="results/{dataset}/sasrec_grid/{candidate}.ckpt",
     params:
         lineage=lineage("sasrec"),
-        hp=sasrec_params,
+        hp=sasrec_candidate_params,
         max_len=max_history,
-        k=top_k(),
         # One process at most: SASRec trains on one device.
         launch=launcher(),
         device=device,
@@ -48,11 +45,38 @@ rule sasrec:
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/sasrec.log",
+        "results/{dataset}/logs/sasrec_grid/{candidate}.log",
     benchmark:
-        "results/{dataset}/benchmarks/sasrec.tsv"
+        "results/{dataset}/benchmarks/sasrec_grid/{candidate}.tsv"
     shell:
         "{params.launch} sidrec.cli.sasrec --device {params.device} --threads {threads}"
-        " --items {input.item_table:q} --train {input.train:q} --valid {input.valid:q} --test {input.test:q}"
-        " --model-out {output.model:q} --out-valid {output.valid:q} --out-test {output.test:q}"
-        " --max-len {params.max_len} --k {params.k} --params {params.hp:q} > {log:q} 2>&1"
+        " --items {input.item_table:q} --train {input.train:q} --valid {input.valid:q}"
+        " --model-out {output.model:q} --max-len {params.max_len} --params {params.hp:q} > {log:q} 2>&1"
+
+
+rule sasrec_select:
+    """The SASRec configuration with the best valid NDCG@10 (test plays no part): its
+    checkpoint, every candidate's valid score, and its ranked lists for valid and test."""
+    input:
+        candidates=sasrec_candidate_files,
+        valid="results/{dataset}/data/valid.parquet",
+        test="results/{dataset}/data/test.parquet",
+        item_table="results/{dataset}/data/items.parquet",
+        code=code("workflow/scripts/sasrec_select.py"),
+    output:
+        model="results/{dataset}/sasrec.ckpt",
+        selection="results/{dataset}/sasrec_selection.json",
+        valid="results/{dataset}/predictions/sasrec_valid.parquet",
+        test="results/{dataset}/predictions/sasrec_test.parquet",
+    params:
+        lineage=lineage("sasrec_select"),
+        names=sasrec_candidate_names,
+        k=top_k(),
+    conda:
+        "../envs/sidrec.yaml"
+    log:
+        "results/{dataset}/logs/sasrec_select.log",
+    benchmark:
+        "results/{dataset}/benchmarks/sasrec_select.tsv"
+    script:
+        "../workflow/scripts/sasrec_select.py"

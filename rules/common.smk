@@ -70,8 +70,25 @@ def check_overrides():
                 raise ValueError(f"config: key 'datasets.{name}.{section}.{key}': {error.message}")
 
 
+def check_sasrec_grid():
+    """Every point of `baselines.sasrec_grid` must be valid `baselines.sasrec` settings:
+    fail before any job, naming the key, not in the training job."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]
+    validator = jsonschema.Draft202012Validator(schema["baselines"]["properties"]["sasrec"])
+    for key, values in (config["baselines"].get("sasrec_grid") or {}).items():
+        for value in values:
+            for error in validator.iter_errors({key: value}):
+                raise ValueError(f"config: key 'baselines.sasrec_grid.{key}': {value!r}: {error.message}")
+        if len(set(map(str, values))) != len(values):
+            raise ValueError(f"config: key 'baselines.sasrec_grid.{key}': repeated value in {values}")
+
+
 check_datasets()
 check_overrides()
+check_sasrec_grid()
 
 
 def all_targets():
@@ -133,7 +150,38 @@ def tiny_params(wildcards):
     return with_seed(config["lm"]["tiny"])
 
 
+def sasrec_candidates():
+    """name -> settings of every SASRec configuration to train: `baselines.sasrec`, updated
+    with each point of `baselines.sasrec_grid` (all combinations, in the grid's key and
+    value order), seeded by the run's seed. No grid: one candidate, "default". A name
+    spells its point ("dropout0.2_hidden64"), so adding a value to the grid trains only
+    the new points."""
+    import itertools
+
+    grid = config["baselines"].get("sasrec_grid") or {}
+    keys = sorted(grid)
+    out = {}
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        name = "_".join(f"{k}{v}" for k, v in point.items()) or "default"
+        out[name] = with_seed({**config["baselines"]["sasrec"], **point})
+    return out
+
+
+def sasrec_candidate_names(wildcards):
+    return list(sasrec_candidates())
+
+
+def sasrec_candidate_params(wildcards):
+    return as_json(sasrec_candidates()[wildcards.candidate])
+
+
+def sasrec_candidate_files(wildcards):
+    return [f"results/{wildcards.dataset}/sasrec_grid/{name}.ckpt" for name in sasrec_candidates()]
+
+
 def sasrec_params(wildcards):
+    """The SASRec settings before the grid (the seed the report records)."""
     return as_json(with_seed(config["baselines"]["sasrec"]))
 
 
@@ -287,7 +335,8 @@ def _base_lineage(w):
 
 def _lineage_node(job, w):
     """(own settings, code entry or None, upstream jobs) of `job` for wildcards `w`. An
-    upstream job "predict:sft" is rule predict with lm=sft; the report's rules read
+    upstream job "predict:sft" is rule predict with lm=sft ("sasrec:NAME": the grid
+    candidate NAME); the report's rules read
     metrics.tsv and the predictions, all under metrics' lineage."""
     if job == "dataset":
         sources = {str(f): file_digest(f) for f in dataset_source_files(w)}
@@ -309,10 +358,13 @@ def _lineage_node(job, w):
     if job == "popularity":
         return top_k(), "workflow/scripts/popularity.py", ["dataset"]
     if job == "sasrec":
-        return [sasrec_params(w), max_history(w), top_k()], "sidrec.cli.sasrec", ["dataset"]
+        return [sasrec_candidate_params(w), max_history(w)], "sidrec.cli.sasrec", ["dataset"]
+    if job == "sasrec_select":
+        candidates = [f"sasrec:{name}" for name in sasrec_candidates()]
+        return top_k(), "workflow/scripts/sasrec_select.py", candidates + ["dataset"]
     if job == "metrics":
         models = config["evaluate"]["models"]
-        upstream = [f"predict:{m}" if m in LMS else m for m in models]
+        upstream = [f"predict:{m}" if m in LMS else "sasrec_select" if m == "sasrec" else m for m in models]
         return [config["evaluate"]["ks"], models], "workflow/scripts/metrics.py", upstream + ["dataset"]
     if job in ("significance", "plots", "provenance"):
         return {}, None, ["metrics"]
@@ -320,11 +372,14 @@ def _lineage_node(job, w):
 
 
 @functools.lru_cache(maxsize=None)
-def _lineage(job, dataset, lm=None):
-    w = SimpleNamespace(dataset=dataset, lm=lm)
-    rule_name, _, sub_lm = job.partition(":")
-    if sub_lm:
-        w.lm = sub_lm
+def _lineage(job, dataset, lm=None, candidate=None):
+    w = SimpleNamespace(dataset=dataset, lm=lm, candidate=candidate)
+    rule_name, _, sub = job.partition(":")
+    if sub:  # "predict:sft" is predict with lm=sft; "sasrec:NAME" one grid candidate
+        if rule_name == "predict":
+            w.lm = sub
+        else:
+            w.candidate = sub
     own, entry, upstream = _lineage_node(rule_name, w)
     parts = {"job": rule_name, "own": own, "code": _code_digests(entry) if entry else {},
              "upstream": {u: _lineage(u, dataset) for u in upstream}}
@@ -337,7 +392,8 @@ def lineage(rule_name):
 
     def of(wildcards):
         # base_smollm2 is one job for every dataset: no {dataset} wildcard
-        return _lineage(rule_name, getattr(wildcards, "dataset", None), getattr(wildcards, "lm", None))
+        return _lineage(rule_name, getattr(wildcards, "dataset", None), getattr(wildcards, "lm", None),
+                        getattr(wildcards, "candidate", None))
 
     return of
 
@@ -376,7 +432,7 @@ def model_files(wildcards):
         if model in LMS:
             files.insert(0, f"results/{wildcards.dataset}/{model}")
         elif model == "sasrec":
-            files.insert(0, f"results/{wildcards.dataset}/sasrec.ckpt")
+            files[:0] = [f"results/{wildcards.dataset}/sasrec.ckpt", f"results/{wildcards.dataset}/sasrec_selection.json"]
         out[model] = files
     if "sft" in evaluated_lms() and "sft" not in out:
         out["sft"] = [f"results/{wildcards.dataset}/sft"]
@@ -409,7 +465,9 @@ def stage_benchmarks(wildcards):
     jobs = ["dataset"]
     if evaluated_lms():
         jobs += ["embed", "quantize", "sid"] + evaluated_lms()
-    jobs += [f"predict_{lm}" for lm in LMS if lm in models] + [m for m in ("popularity", "sasrec") if m in models]
+    jobs += [f"predict_{lm}" for lm in LMS if lm in models] + (["popularity"] if "popularity" in models else [])
+    if "sasrec" in models:
+        jobs += [f"sasrec_grid/{name}" for name in sasrec_candidates()] + ["sasrec_select"]
     files = [f"results/{d}/benchmarks/{job}.tsv" for job in jobs + ["metrics", "significance"]]
     base = config["lm"]["base"]
     if evaluated_lms() and base in ("tiny", "smollm2-135m"):

@@ -112,9 +112,16 @@ def read_benchmark(path) -> dict:
     return {"wall_s": number("s"), "cpu_s": number("cpu_time"), "max_rss_mb": number("max_rss")}
 
 
+def job_name(benchmark) -> str:
+    """A job's name from its benchmark file: the stem (sft, predict_rl, base_tiny-ml-100k),
+    under its folder's name when the file is below benchmarks/ (sasrec_grid/dropout0.2)."""
+    path = Path(benchmark)
+    return path.stem if path.parent.name == "benchmarks" else f"{path.parent.name}/{path.stem}"
+
+
 def rule_times(benchmarks) -> dict[str, dict]:
-    """{job name (the benchmark file's stem: sft, predict_rl, base_tiny-ml-100k): times}."""
-    return {Path(p).stem: {**read_benchmark(p), "benchmark": str(p)} for p in benchmarks}
+    """{job name (`job_name`): times}."""
+    return {job_name(p): {**read_benchmark(p), "benchmark": str(p)} for p in benchmarks}
 
 
 def model_section(model: str, files) -> dict:

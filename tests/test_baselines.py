@@ -221,3 +221,67 @@ def test_sasrec_trains_on_cuda_deterministically(trained, tmp_path):
     assert all(torch.equal(v.cpu(), loaded.state_dict()[k]) for k, v in a.state_dict().items())
     np.testing.assert_allclose(rank_sasrec(loaded, valid, k=10)[1], rank_sasrec(a, valid, k=10)[1],
                                rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- SASRec grid selection
+
+def _tables(tmp_path, rng):
+    import pandas as pd
+
+    from sidrec.data.tables import Dataset, write_dataset
+
+    train, valid = _cyclic_samples(40, rng)
+    test = valid.assign(target=(valid["target"] + 1) % N_ITEMS)
+    items = pd.DataFrame({"item_id": np.arange(N_ITEMS), "title": [f"item {i}" for i in range(N_ITEMS)],
+                          "text": [f"text {i}" for i in range(N_ITEMS)], "source_id": [str(i) for i in range(N_ITEMS)]})
+    write_dataset(Dataset(items, train, valid, test), tmp_path)
+    return {name: tmp_path / f"{name}.parquet" for name in ("items", "train", "valid", "test")}
+
+
+def test_grid_selection_keeps_the_best_valid_candidate_and_ranks_with_it(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from sidrec.stages.sasrec import select_sasrec, train_sasrec_candidate
+
+    p = _tables(tmp_path, np.random.default_rng(1))
+    base = {k: v for k, v in vars(CONFIG).items() if k not in ("device", "max_len")}
+    # one epoch at a tiny lr cannot learn the walk; six at CONFIG's lr do
+    grid = {"weak": {**base, "lr": 1e-6, "max_epochs": 1}, "strong": base}
+    ckpts, reports = {}, {}
+    for name, params in grid.items():
+        ckpts[name] = tmp_path / f"{name}.ckpt"
+        reports[name] = train_sasrec_candidate(items=p["items"], train=p["train"], valid=p["valid"],
+                                               model_out=ckpts[name], params=params, max_len=CONFIG.max_len,
+                                               log=None)
+    assert reports["strong"]["best_valid_ndcg@10"] > reports["weak"]["best_valid_ndcg@10"]
+    out = {s: tmp_path / f"sasrec_{s}.parquet" for s in ("valid", "test")}
+    selection = select_sasrec(items=p["items"], candidates=ckpts, model_out=tmp_path / "sasrec.ckpt",
+                              selection_out=tmp_path / "selection.json", k=5, log=None,
+                              splits={s: (p[s], out[s]) for s in ("valid", "test")})
+    assert selection["selected"] == "strong"
+    assert json.loads((tmp_path / "selection.json").read_text()) == selection
+    assert [c["name"] for c in selection["candidates"]] == ["weak", "strong"]
+    assert (tmp_path / "sasrec.ckpt").read_bytes() == ckpts["strong"].read_bytes()
+    # the lists are the chosen model's own ranking
+    model, _, _ = load_sasrec(ckpts["strong"])
+    for split in ("valid", "test"):
+        samples = pd.read_parquet(p[split])
+        ranked, _ = rank_sasrec(model, samples, k=5)
+        got = pd.read_parquet(out[split])
+        assert np.array_equal(np.stack(got["ranked"].to_numpy()), ranked)
+    # a tie goes to the first candidate listed: the same checkpoint under two names
+    tie = select_sasrec(items=p["items"], candidates={"b": ckpts["strong"], "a": ckpts["strong"]},
+                        model_out=tmp_path / "tie.ckpt", selection_out=tmp_path / "tie.json", k=5, log=None,
+                        splits={})
+    assert tie["selected"] == "b"
+
+
+def test_grid_selection_refuses_nothing_to_choose_from(tmp_path):
+    from sidrec.stages.sasrec import select_sasrec
+
+    with pytest.raises(ValueError, match="no SASRec candidates"):
+        select_sasrec(items="x", candidates={}, model_out=tmp_path / "m", selection_out=tmp_path / "s",
+                      splits={}, k=5, log=None)
+    assert not (tmp_path / "m").exists()

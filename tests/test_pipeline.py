@@ -112,15 +112,58 @@ def test_second_run_does_nothing_and_a_param_change_reruns_only_its_dependents(b
 def test_the_run_seed_reruns_exactly_the_seeded_stages(built):
     out = dry_run(built, "--config", "seed=1")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert set(planned_jobs(out)) == {"quantize", "sid", "base_tiny", "sft", "rl", "predict", "sasrec", "metrics"} | REPORT
+    assert set(planned_jobs(out)) == {"quantize", "sid", "base_tiny", "sft", "rl", "predict", "sasrec",
+                                      "sasrec_select", "metrics"} | REPORT
+
+
+def job_counts(out) -> dict:
+    """rule -> number of jobs, from a dry run's "Job stats" table."""
+    import re
+
+    table = re.search(r"Job stats:\n(.*?)\ntotal", out.stdout + out.stderr, re.S)
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table.group(1), re.M)} if table else {}
+
+
+def test_the_sasrec_grid_trains_each_point_once_and_selection_reads_valid_only(built):
+    selection = json.loads((built[0] / "results/synth/sasrec_selection.json").read_text())
+    assert [c["name"] for c in selection["candidates"]] == ["dropout0.1", "dropout0.3"]
+    assert [c["config"]["dropout"] for c in selection["candidates"]] == [0.1, 0.3]
+    best = max(selection["candidates"], key=lambda c: c["valid_ndcg@10"])
+    assert selection["selected"] == best["name"]
+    assert (built[0] / "results/synth/sasrec.ckpt").read_bytes() == \
+        (built[0] / f"results/synth/sasrec_grid/{best['name']}.ckpt").read_bytes()
+    # a new value trains only the new point; the selection and what reads it rerun
+    more = dry_run(built, extra=[write_overlay(built, "grid.yaml", {"baselines": {"sasrec_grid": {"dropout": [0.1, 0.3, 0.5]}}})])
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert set(planned_jobs(more)) == {"sasrec", "sasrec_select", "metrics"} | REPORT
+    assert job_counts(more)["sasrec"] == 1 and "sasrec_grid/dropout0.5.ckpt" in more.stdout
+    # changing what every point shares retrains every point
+    shared = dry_run(built, extra=[write_overlay(built, "shared.yaml", {"baselines": {"sasrec": {"hidden": 8}}})])
+    assert job_counts(shared)["sasrec"] == 2
+
+
+@pytest.mark.parametrize("grid, named", [
+    ({"dropout": [0.1, 2.0]}, "baselines.sasrec_grid.dropout"),
+    ({"hidden": [16, "wide"]}, "baselines.sasrec_grid.hidden"),
+    ({"seed": [1, 2]}, "sasrec_grid"),
+    ({"dropout": []}, "sasrec_grid"),
+    ({"dropout": [0.1, 0.1]}, "baselines.sasrec_grid.dropout"),
+])
+def test_a_bad_sasrec_grid_stops_before_any_job(built, grid, named):
+    bad = write_overlay(built, "bad_grid.yaml", {"baselines": {"sasrec_grid": grid}})
+    out = dry_run(built, extra=[bad])
+    assert out.returncode != 0
+    assert named in out.stdout + out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
 
 
 # rule -> the rules that consume its outputs (the tiny config's DAG); provenance and the
 # plots read every job's benchmark file as well.
-CONSUMERS = {"dataset": {"embed", "base_tiny", "sft", "rl", "predict", "popularity", "sasrec", "metrics"},
+CONSUMERS = {"dataset": {"embed", "base_tiny", "sft", "rl", "predict", "popularity", "sasrec", "sasrec_select",
+                         "metrics"},
              "embed": {"quantize", "sid"}, "quantize": {"sid"}, "sid": {"sft", "rl", "predict"},
              "base_tiny": {"sft"}, "sft": {"rl", "predict"}, "rl": {"predict"}, "predict": {"metrics"},
-             "popularity": {"metrics"}, "sasrec": {"metrics"}, "metrics": {"significance"},
+             "popularity": {"metrics"}, "sasrec": {"sasrec_select"}, "sasrec_select": {"metrics"},
+             "metrics": {"significance"},
              "significance": {"plots"}, "plots": set(), "provenance": set()}
 for _rule in set(CONSUMERS) - {"plots", "provenance"}:
     CONSUMERS[_rule] |= {"plots", "provenance"}
@@ -139,10 +182,11 @@ def downstream(rules: set) -> set:
 @pytest.mark.parametrize("module, importers", [
     ("sidrec/decode/beam.py", {"predict", "rl"}),
     ("sidrec/rl/rewards.py", {"rl"}),
-    ("sidrec/baselines/sasrec.py", {"sasrec"}),
+    ("sidrec/baselines/sasrec.py", {"sasrec", "sasrec_select"}),
     ("sidrec/lm/prompts.py", {"base_tiny", "sft", "rl", "predict"}),
     ("sidrec/quantize/rqvae.py", {"quantize", "sid"}),
-    ("sidrec/metrics.py", {"sasrec", "popularity", "predict", "rl", "metrics", "significance", "plots"}),
+    ("sidrec/metrics.py", {"sasrec", "sasrec_select", "popularity", "predict", "rl", "metrics", "significance",
+                           "plots"}),
     ("sidrec/data/minionerec.py", {"dataset"}),
 ])
 def test_editing_a_module_makes_exactly_the_rules_that_import_it_stale(built, module, importers):

@@ -65,7 +65,7 @@ def test_every_file_from_the_source_on_is_hashed_as_it_is(record, tiny_pipeline)
     assert {os.path.basename(p) for p in source} == {"Synth.item.json", "valid.csv", "test.csv"}
     artifacts = record["files"]["artifacts"]
     for name in ("data/items.parquet", "embeddings.npy", "rqvae.ckpt", "sid.json", "sft/sft_report.json",
-                 "rl/rl_report.json", "sasrec.ckpt", "predictions/rl_test.parquet", "metrics.tsv",
+                 "rl/rl_report.json", "sasrec.ckpt", "sasrec_selection.json", "predictions/rl_test.parquet", "metrics.tsv",
                  "significance.tsv"):
         assert f"results/synth/{name}" in artifacts, name
     for path, entry in {**source, **artifacts}.items():
@@ -81,7 +81,8 @@ def test_each_model_has_its_section_and_each_job_its_times(record):
     assert "results/synth/predictions/popularity_valid.parquet" in models["popularity"]["files"]
     jobs = record["rules"]
     assert {"dataset", "embed", "quantize", "sid", "base_tiny-synth", "sft", "rl", "predict_sft", "predict_rl",
-            "popularity", "sasrec", "metrics", "significance"} == set(jobs)
+            "popularity", "sasrec_grid/dropout0.1", "sasrec_grid/dropout0.3", "sasrec_select", "metrics",
+            "significance"} == set(jobs)
     assert all(t["wall_s"] > 0 for t in jobs.values())
     assert record["total_wall_s"] == pytest.approx(sum(t["wall_s"] for t in jobs.values()))
 
@@ -90,7 +91,7 @@ def test_a_newer_benchmark_makes_the_record_stale(tiny_pipeline):
     """A job that reran (here: its benchmark file rewritten) changes the times the record
     holds: provenance, and the figure of the times, are planned again; nothing else."""
     work, configs = tiny_pipeline
-    bench = work / "results" / "synth" / "benchmarks" / "sasrec.tsv"
+    bench = work / "results" / "synth" / "benchmarks" / "sasrec_select.tsv"
     original, before = bench.read_bytes(), bench.stat()
     try:
         # A real edit: Snakemake ignores a newer mtime when a small file's checksum is unchanged.

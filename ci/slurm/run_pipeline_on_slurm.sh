@@ -174,7 +174,7 @@ from pathlib import Path
 
 work, smk_log, ctld_log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 EXPECTED = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
-            "popularity", "sasrec", "metrics", "significance", "plots", "provenance"}
+            "popularity", "sasrec", "sasrec_select", "metrics", "significance", "plots", "provenance"}
 GPU_PARTITION_RULES = {"embed", "sft", "rl", "predict"}
 text = smk_log.read_text()
 errors = []
