@@ -26,6 +26,7 @@ include: "rules/common.smk"
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
     candidate="[A-Za-z0-9_.+-]+",
+    seed="[0-9]+",
     split="valid|test",
 
 

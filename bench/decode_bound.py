@@ -1,10 +1,10 @@
 """How exact are `constrained_topk`'s exact lists for a reduced-precision model? One
 library function, on a model folder the pipeline made and that dataset's valid rows.
 
-    python bench/decode_bound.py --model results/ml-100k/sft --results results/ml-100k \
+    python bench/decode_bound.py --model results/ml-100k/seed-0/sft --results results/ml-100k \
         --dtype bfloat16 --device cpu --threads 1 --out bound.json
     # SmolLM2 on a GPU (config/gpu.yaml's sft folder)
-    python bench/decode_bound.py --model results/Industrial_and_Scientific/sft \
+    python bench/decode_bound.py --model results/Industrial_and_Scientific/seed-0/sft \
         --results results/Industrial_and_Scientific --dtype bfloat16 --device cuda --out bound.json
 
 On `--rows` seeded valid rows, in `--dtype`:
@@ -103,7 +103,7 @@ def summarise(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a save_pretrained folder, e.g. results/DATASET/sft")
-    ap.add_argument("--results", required=True, help="results/DATASET, with data/ and sid.json")
+    ap.add_argument("--results", required=True, help="results/DATASET or results/DATASET/seed-S")
     ap.add_argument("--split", default="valid")
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--brute-rows", type=int, default=8)
@@ -121,11 +121,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision("highest")  # brute force in full float32 (no TF32)
 
-    res = Path(args.results)
-    rec = Recommender.from_artifacts(args.model, res / "data/items.parquet", res / "sid.json",
+    from sidrec.results import ResultsFolder
+
+    res = ResultsFolder.find(args.results)
+    rec = Recommender.from_artifacts(args.model, res.items, res.sid,
                                      device=args.device, dtype=args.dtype)
     device = next(rec.model.parameters()).device
-    samples = read_samples(res / f"data/{args.split}.parquet", rec.builder.n_items)
+    samples = read_samples(res.data / f"{args.split}.parquet", rec.builder.n_items)
     rng = np.random.default_rng(args.seed)
     picked = np.sort(rng.choice(len(samples), min(args.rows, len(samples)), replace=False))
     prompts = rec.prompts(samples["history"].iloc[picked].tolist())

@@ -40,7 +40,7 @@ def zero_advantage_fraction(total: np.ndarray) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", required=True, help="results/DATASET (holds data/, sid.json, the model)")
+    ap.add_argument("--results", required=True, help="results/DATASET or results/DATASET/seed-S")
     ap.add_argument("--model", default="sft", help="model folder under --results (sft or rl)")
     ap.add_argument("--samples", type=int, default=512, help="train rows (a seeded random subset)")
     ap.add_argument("--generations", type=int, default=16, help="G, rollouts per group")
@@ -58,17 +58,18 @@ def main(argv=None):
     from sidrec.recommend import Recommender
     from sidrec.rl.rewards import reward_values
     from sidrec.rl.rollout import GroupRollout
+    from sidrec.results import ResultsFolder
     from sidrec.sid import read_sid_json
 
-    root = Path(args.results)
-    items = read_items(root / "data" / "items.parquet")
-    codes = read_sid_json(root / "sid.json", n_items=len(items))
-    train = read_samples(root / "data" / "train.parquet", len(items))
+    run = ResultsFolder.find(args.results)
+    items = read_items(run.items)
+    codes = read_sid_json(run.sid, n_items=len(items))
+    train = read_samples(run.data / "train.parquet", len(items))
     rows = subset_rows(len(train), args.samples, args.seed)
     train = train.iloc[rows].reset_index(drop=True)
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model, tokenizer = load_causal_lm(root / args.model)
+    model, tokenizer = load_causal_lm(run.root / args.model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = model.to(device)
@@ -77,7 +78,7 @@ def main(argv=None):
     targets = train["target"].to_numpy()
     G = args.generations
 
-    report = {"results": str(root), "model": args.model, "device": device,
+    report = {"results": str(run.root), "model": args.model, "device": device,
               "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
               "samples": len(heads), "generations": G, "temperature": args.temperature,
               "torch": torch.__version__, "rollouts": {}}

@@ -1,5 +1,6 @@
 """Mean ± std over seeds of the metrics that `snakemake` wrote, one run folder per seed
-(bench/gpu/seeds.sh makes runs/NAME/seed-S/results/DATASET/metrics.tsv).
+(bench/gpu/seeds.sh makes runs/NAME/seed-S/results/DATASET/seed-S/metrics.tsv; a single
+run with `seeds: [..]` writes results/summary.tsv itself).
 
     python bench/seed_summary.py runs/gpu [--k 10] [--tsv summary.tsv]
 
@@ -18,11 +19,11 @@ import pandas as pd
 
 def collect(run_dir: Path) -> pd.DataFrame:
     frames = []
-    for path in sorted(run_dir.glob("seed-*/results/*/metrics.tsv")):
-        seed = int(re.fullmatch(r"seed-(\d+)", path.parents[2].name).group(1))
+    for path in sorted(run_dir.glob("seed-*/results/*/seed-*/metrics.tsv")):
+        seed = int(re.fullmatch(r"seed-(\d+)", path.parent.name).group(1))
         frames.append(pd.read_csv(path, sep="\t").assign(seed=seed))
     if not frames:
-        raise SystemExit(f"no seed-*/results/*/metrics.tsv under {run_dir}")
+        raise SystemExit(f"no seed-*/results/*/seed-*/metrics.tsv under {run_dir}")
     return pd.concat(frames, ignore_index=True)
 
 

@@ -65,7 +65,9 @@ def free_port() -> int:
 
 def histories(results: Path, n: int, seed: int) -> list[list[int]]:
     """`n` histories of the valid split, drawn seeded (with replacement)."""
-    valid = pd.read_parquet(results / "data" / "valid.parquet", columns=["history"])["history"]
+    from sidrec.results import ResultsFolder
+
+    valid = pd.read_parquet(ResultsFolder.find(results).data / "valid.parquet", columns=["history"])["history"]
     rng = random.Random(seed)
     return [list(map(int, valid.iloc[rng.randrange(len(valid))])) for _ in range(n)]
 

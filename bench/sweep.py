@@ -17,7 +17,7 @@ A settings file (bench/sweeps/*.json) holds nested overrides of the config's own
     {"comment": "...",
      "base": {"sft": {"epochs": 20}, "lm": {"tiny": {"hidden_size": 64}}},
      "settings": [{"name": "lr005", "config": {"sft": {"lr": 0.005}}},
-                  {"name": "seed1", "config": {"seed": 1}}]}
+                  {"name": "seed1", "config": {"seeds": [1]}}]}
 
 For each setting, base and setting are deep-merged (objects key by key, anything else
 replaced: Snakemake's own rule for --configfile) into
@@ -27,7 +27,7 @@ replaced: Snakemake's own rule for --configfile) into
     python -m snakemake --snakefile <repo>/Snakefile --directory runs/sweep-<stem>/<name> \
         --cores C --show-failed-logs [--set-resources embed:gpu=1 ...] \
         --configfile [the --configfile files ...] runs/sweep-<stem>/<name>/overlay.yaml \
-        -- results/<dataset>/metrics.tsv ...          # every dataset of the resolved `run`
+        -- results/<dataset>/seed-<s>/metrics.tsv ... # every dataset of `run` x `seeds`
 
 (the Snakefile reads config/config.yaml first by itself). Each setting has its own
 working directory, so no artifact is shared, or half-shared, between settings; the
@@ -103,6 +103,7 @@ class Planned(NamedTuple):
     overlay: dict
     command: list[str]
     datasets: list[str]
+    seeds: list[int]
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -207,8 +208,9 @@ def plan(settings_path, configfiles=(), *, runs_dir=None, cores: int = 1, gpus: 
         if gpus > 0:
             cmd += ["--set-resources", *(f"{rule}:gpu=1" for rule in GPU_RULES)]
         cmd += ["--configfile", *map(str, configfiles), str(workdir / "overlay.yaml"), "--"]
-        cmd += [f"results/{d}/metrics.tsv" for d in datasets]
-        out.append(Planned(s["name"], workdir, overlay, cmd, datasets))
+        seeds = [int(seed) for seed in config.get("seeds") or [0]]
+        cmd += [f"results/{d}/seed-{seed}/metrics.tsv" for d in datasets for seed in seeds]
+        out.append(Planned(s["name"], workdir, overlay, cmd, datasets, seeds))
     return out
 
 
@@ -288,16 +290,16 @@ def run_setting(p: Planned, *, gpu: int | None = None, dry_run: bool = False) ->
         return [{**common, "datasets": p.datasets, "dry_run": True, "jobs": planned_jobs(log.read_text()),
                  "wall_seconds": wall}]
     records = []
-    for dataset in p.datasets:
-        results = p.workdir / "results" / dataset
+    for dataset, seed in ((d, seed) for d in p.datasets for seed in p.seeds):
+        results = p.workdir / "results" / dataset / f"seed-{seed}"
         try:
             models = read_metrics(results / "metrics.tsv")
             sft = read_sft_report(results / "sft" / "sft_report.json")
         except Exception as e:  # a malformed output must not stop the sweep
-            records.append({"name": p.name, "dataset": dataset, "error": repr(e), "log_tail": tail(log),
+            records.append({"name": p.name, "dataset": dataset, "seed": seed, "error": repr(e), "log_tail": tail(log),
                             "wall_seconds": wall, **common})
             continue
-        records.append({"name": p.name, "dataset": dataset, "overlay": p.overlay, "models": models, **sft,
+        records.append({"name": p.name, "dataset": dataset, "seed": seed, "overlay": p.overlay, "models": models, **sft,
                         "wall_seconds": wall, "command": common["command"],
                         **({"gpu": gpu} if gpu is not None else {})})
     return records

@@ -4,7 +4,7 @@ pass against the widening passes: forwards, rows per forward, the beam width eac
 chunk was sized for (the `trie.below` bound of `_widening_chunks`) against the width
 the pass then held, and seconds.
 
-    python bench/widening_profile.py --model results/Industrial_and_Scientific/sft \
+    python bench/widening_profile.py --model results/Industrial_and_Scientific/seed-0/sft \
         --results results/Industrial_and_Scientific --split valid --rows 1000 --out profile.json
     # the same with every round sized by the trie bound, as before the capped first round:
     python bench/widening_profile.py ... --bounded-only --out bounded.json
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--results", required=True, help="results/<dataset> with data/ and sid.json")
+    ap.add_argument("--results", required=True, help="results/DATASET or results/DATASET/seed-S")
     ap.add_argument("--split", default="valid")
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--k", type=int, default=20)
@@ -42,10 +42,12 @@ def main():
     from sidrec.decode import beam
     from sidrec.recommend import Recommender
 
-    res = Path(args.results)
+    from sidrec.results import ResultsFolder
+
+    res = ResultsFolder.find(args.results)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rec = Recommender.from_artifacts(args.model, res / "data/items.parquet", res / "sid.json", device=device)
-    samples = read_samples(res / f"data/{args.split}.parquet", rec.builder.n_items).iloc[: args.rows]
+    rec = Recommender.from_artifacts(args.model, res.items, res.sid, device=device)
+    samples = read_samples(res.data / f"{args.split}.parquet", rec.builder.n_items).iloc[: args.rows]
 
     passes = []             # one entry per _decode_batch call
     planned = []            # per widening chunk: rows, cap, depth-1 need and trie bound

@@ -31,7 +31,7 @@ rule sasrec:
         item_table="results/{dataset}/data/items.parquet",
         code=code("sidrec.cli.sasrec"),
     output:
-        model="results/{dataset}/sasrec_grid/{candidate}.ckpt",
+        model="results/{dataset}/seed-{seed}/sasrec_grid/{candidate}.ckpt",
     params:
         lineage=lineage("sasrec"),
         hp=sasrec_candidate_params,
@@ -45,9 +45,9 @@ rule sasrec:
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/sasrec_grid/{candidate}.log",
+        "results/{dataset}/seed-{seed}/logs/sasrec_grid/{candidate}.log",
     benchmark:
-        "results/{dataset}/benchmarks/sasrec_grid/{candidate}.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/sasrec_grid/{candidate}.tsv"
     shell:
         "{params.launch} sidrec.cli.sasrec --device {params.device} --threads {threads}"
         " --items {input.item_table:q} --train {input.train:q} --valid {input.valid:q}"
@@ -64,10 +64,10 @@ rule sasrec_select:
         item_table="results/{dataset}/data/items.parquet",
         code=code("workflow/scripts/sasrec_select.py"),
     output:
-        model="results/{dataset}/sasrec.ckpt",
-        selection="results/{dataset}/sasrec_selection.json",
-        valid="results/{dataset}/predictions/sasrec_valid.parquet",
-        test="results/{dataset}/predictions/sasrec_test.parquet",
+        model="results/{dataset}/seed-{seed}/sasrec.ckpt",
+        selection="results/{dataset}/seed-{seed}/sasrec_selection.json",
+        valid="results/{dataset}/seed-{seed}/predictions/sasrec_valid.parquet",
+        test="results/{dataset}/seed-{seed}/predictions/sasrec_test.parquet",
     params:
         lineage=lineage("sasrec_select"),
         names=sasrec_candidate_names,
@@ -75,8 +75,8 @@ rule sasrec_select:
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/sasrec_select.log",
+        "results/{dataset}/seed-{seed}/logs/sasrec_select.log",
     benchmark:
-        "results/{dataset}/benchmarks/sasrec_select.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/sasrec_select.tsv"
     script:
         "../workflow/scripts/sasrec_select.py"

@@ -17,6 +17,8 @@ LMS = ["sft", "rl"]
 # The report's figures (rules/report.smk), each with workflow/report/{stem}.rst as caption.
 PLOTS = ["quantizer_loss.png", "code_usage.png", "sid_collisions.png", "sft_training.png", "rl_training.png",
          "metrics_at_k.png", "summary.png", "significance.png", "stage_times.png"]
+# Over every dataset and seed (the summary job): mean and std, and the per-seed values.
+SUMMARY_FILES = ["results/summary.tsv", "results/summary_seeds.tsv"]
 # Config sections a dataset may override with its own entry (datasets.NAME.sft, ...).
 OVERRIDABLE = ("sft", "rl")
 
@@ -86,17 +88,37 @@ def check_sasrec_grid():
             raise ValueError(f"config: key 'baselines.sasrec_grid.{key}': repeated value in {values}")
 
 
+def normalise_seeds():
+    """`seeds` as integers (from the command line they arrive as strings), each once."""
+    seeds = [int(s) for s in config["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"config: key 'seeds': a seed is repeated in {config['seeds']}")
+    config["seeds"] = seeds
+
+
 check_datasets()
 check_overrides()
 check_sasrec_grid()
+normalise_seeds()
 
 
 def all_targets():
-    """Per dataset: the metrics, the paired tests, the provenance record and the report's
-    plots (so that `snakemake --report` finds every report item built)."""
-    return expand(["results/{dataset}/metrics.tsv", "results/{dataset}/significance.tsv",
-                   "results/{dataset}/provenance.json"] + [f"results/{{dataset}}/report/{p}" for p in PLOTS],
-                  dataset=config["run"])
+    """Per dataset and seed: the metrics, the paired tests, the provenance record and the
+    report's plots (so that `snakemake --report` finds every report item built); then the
+    summary over seeds."""
+    per_run = ["metrics.tsv", "significance.tsv", "provenance.json"] + [f"report/{p}" for p in PLOTS]
+    return expand([f"results/{{dataset}}/seed-{{seed}}/{f}" for f in per_run],
+                  dataset=config["run"], seed=config["seeds"]) + SUMMARY_FILES
+
+
+def metrics_files(wildcards):
+    """Every run's metrics.tsv: the datasets of `run` x `seeds`."""
+    return [f"results/{d}/seed-{s}/metrics.tsv" for d in config["run"] for s in config["seeds"]]
+
+
+def metrics_seeds(wildcards):
+    """The seed of each of `metrics_files`, in its order."""
+    return [int(s) for _ in config["run"] for s in config["seeds"]]
 
 
 def code(entry):
@@ -121,17 +143,22 @@ def dataset_spec(wildcards):
     return spec
 
 
-def with_seed(section):
-    """A config section with the run's `seed` added to its own `seed`."""
-    return {**section, "seed": int(section.get("seed", 0)) + int(config["seed"])}
+def run_seed(wildcards):
+    """The job's seed: one of `seeds`, the {seed} of its path."""
+    return int(wildcards.seed)
+
+
+def with_seed(section, wildcards):
+    """A config section with the job's seed (`run_seed`) added to its own `seed`."""
+    return {**section, "seed": int(section.get("seed", 0)) + run_seed(wildcards)}
 
 
 def section_params(section, wildcards):
-    """A training section (`sft`, `rl`) for this dataset: the section, updated with the
-    dataset's own entry, seeded by the run's seed, as one JSON string. Changing either
-    reruns exactly the jobs of the datasets it reaches."""
+    """A training section (`sft`, `rl`) for this dataset and seed: the section, updated
+    with the dataset's own entry, seeded by the job's seed, as one JSON string. Changing
+    either reruns exactly the jobs of the datasets it reaches."""
     overrides = config["datasets"][wildcards.dataset].get(section) or {}
-    return as_json(with_seed({**config[section], **overrides}))
+    return as_json(with_seed({**config[section], **overrides}, wildcards))
 
 
 def sft_params(wildcards):
@@ -143,17 +170,17 @@ def rl_params(wildcards):
 
 
 def quantizer_params(wildcards):
-    return as_json(with_seed(config["quantizer"]))
+    return as_json(with_seed(config["quantizer"], wildcards))
 
 
 def tiny_params(wildcards):
-    return with_seed(config["lm"]["tiny"])
+    return with_seed(config["lm"]["tiny"], wildcards)
 
 
-def sasrec_candidates():
+def sasrec_candidates(wildcards=None):
     """name -> settings of every SASRec configuration to train: `baselines.sasrec`, updated
     with each point of `baselines.sasrec_grid` (all combinations, in the grid's key and
-    value order), seeded by the run's seed. No grid: one candidate, "default". A name
+    value order), seeded by the job's seed (unseeded without wildcards: the names). No grid: one candidate, "default". A name
     spells its point ("dropout0.2_hidden64"), so adding a value to the grid trains only
     the new points."""
     import itertools
@@ -164,7 +191,8 @@ def sasrec_candidates():
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values))
         name = "_".join(f"{k}{v}" for k, v in point.items()) or "default"
-        out[name] = with_seed({**config["baselines"]["sasrec"], **point})
+        settings = {**config["baselines"]["sasrec"], **point}
+        out[name] = with_seed(settings, wildcards) if wildcards is not None else settings
     return out
 
 
@@ -173,16 +201,16 @@ def sasrec_candidate_names(wildcards):
 
 
 def sasrec_candidate_params(wildcards):
-    return as_json(sasrec_candidates()[wildcards.candidate])
+    return as_json(sasrec_candidates(wildcards)[wildcards.candidate])
 
 
 def sasrec_candidate_files(wildcards):
-    return [f"results/{wildcards.dataset}/sasrec_grid/{name}.ckpt" for name in sasrec_candidates()]
+    return [f"{run_dir(wildcards)}/sasrec_grid/{name}.ckpt" for name in sasrec_candidates()]
 
 
 def sasrec_params(wildcards):
     """The SASRec settings before the grid (the seed the report records)."""
-    return as_json(with_seed(config["baselines"]["sasrec"]))
+    return as_json(with_seed(config["baselines"]["sasrec"], wildcards))
 
 
 def decode_params(wildcards):
@@ -231,21 +259,33 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def run_dir(wildcards):
+    """results/DATASET/seed-SEED: where a run's seeded artifacts live (the data tables,
+    embeddings and popularity lists, which no seed changes, stay in results/DATASET)."""
+    return f"results/{wildcards.dataset}/seed-{wildcards.seed}"
+
+
 def base_model_dir(wildcards):
     """Where the base LM for this dataset lives: the tiny model is built per dataset
-    (its tokenizer comes from the dataset's text); named or local models are shared."""
+    (its tokenizer comes from the dataset's text) and seed (its initial weights); named
+    or local models are shared."""
     base = config["lm"]["base"]
     if base == "tiny":
-        return f"results/models/tiny-{wildcards.dataset}"
+        return f"results/models/tiny-{wildcards.dataset}-seed-{wildcards.seed}"
     if base == "smollm2-135m":
         return "results/models/smollm2-135m"
     return repo_path(base)
 
 
+def prediction_file(wildcards, model, split):
+    """A model's ranked lists: popularity's are the same for every seed."""
+    folder = f"results/{wildcards.dataset}" if model == "popularity" else run_dir(wildcards)
+    return f"{folder}/predictions/{model}_{split}.parquet"
+
+
 def metrics_predictions(wildcards):
     """The predictions of every model that `evaluate.models` names, valid and test."""
-    return expand("results/{dataset}/predictions/{model}_{split}.parquet", dataset=wildcards.dataset,
-                  model=config["evaluate"]["models"], split=SPLITS)
+    return [prediction_file(wildcards, model, split) for model in config["evaluate"]["models"] for split in SPLITS]
 
 
 def gpus(resources):
@@ -335,7 +375,7 @@ def _base_lineage(w):
 
 def _lineage_node(job, w):
     """(own settings, code entry or None, upstream jobs) of `job` for wildcards `w`. An
-    upstream job "predict:sft" is rule predict with lm=sft ("sasrec:NAME": the grid
+    upstream job "predict:sft" is the predict job with lm=sft ("sasrec:NAME": the grid
     candidate NAME); the report's rules read
     metrics.tsv and the predictions, all under metrics' lineage."""
     if job == "dataset":
@@ -360,7 +400,7 @@ def _lineage_node(job, w):
     if job == "sasrec":
         return [sasrec_candidate_params(w), max_history(w)], "sidrec.cli.sasrec", ["dataset"]
     if job == "sasrec_select":
-        candidates = [f"sasrec:{name}" for name in sasrec_candidates()]
+        candidates = [f"sasrec:{name}" for name in sasrec_candidates()]  # names only
         return top_k(), "workflow/scripts/sasrec_select.py", candidates + ["dataset"]
     if job == "metrics":
         models = config["evaluate"]["models"]
@@ -372,8 +412,8 @@ def _lineage_node(job, w):
 
 
 @functools.lru_cache(maxsize=None)
-def _lineage(job, dataset, lm=None, candidate=None):
-    w = SimpleNamespace(dataset=dataset, lm=lm, candidate=candidate)
+def _lineage(job, dataset, seed=None, lm=None, candidate=None):
+    w = SimpleNamespace(dataset=dataset, seed=seed, lm=lm, candidate=candidate)
     rule_name, _, sub = job.partition(":")
     if sub:  # "predict:sft" is predict with lm=sft; "sasrec:NAME" one grid candidate
         if rule_name == "predict":
@@ -382,7 +422,7 @@ def _lineage(job, dataset, lm=None, candidate=None):
             w.candidate = sub
     own, entry, upstream = _lineage_node(rule_name, w)
     parts = {"job": rule_name, "own": own, "code": _code_digests(entry) if entry else {},
-             "upstream": {u: _lineage(u, dataset) for u in upstream}}
+             "upstream": {u: _lineage(u, dataset, seed) for u in upstream}}
     return hashlib.sha256(as_json(parts).encode()).hexdigest()
 
 
@@ -392,8 +432,8 @@ def lineage(rule_name):
 
     def of(wildcards):
         # base_smollm2 is one job for every dataset: no {dataset} wildcard
-        return _lineage(rule_name, getattr(wildcards, "dataset", None), getattr(wildcards, "lm", None),
-                        getattr(wildcards, "candidate", None))
+        return _lineage(rule_name, getattr(wildcards, "dataset", None), getattr(wildcards, "seed", None),
+                        getattr(wildcards, "lm", None), getattr(wildcards, "candidate", None))
 
     return of
 
@@ -421,21 +461,21 @@ def significance_k():
 
 
 def lm_dirs(wildcards):
-    return [f"results/{wildcards.dataset}/{lm}" for lm in evaluated_lms()]
+    return [f"{run_dir(wildcards)}/{lm}" for lm in evaluated_lms()]
 
 
 def model_files(wildcards):
     """model -> its files: predictions, plus the LM folder or the SASRec checkpoint."""
-    out = {}
+    out, run = {}, run_dir(wildcards)
     for model in config["evaluate"]["models"]:
-        files = [f"results/{wildcards.dataset}/predictions/{model}_{split}.parquet" for split in SPLITS]
+        files = [prediction_file(wildcards, model, split) for split in SPLITS]
         if model in LMS:
-            files.insert(0, f"results/{wildcards.dataset}/{model}")
+            files.insert(0, f"{run}/{model}")
         elif model == "sasrec":
-            files[:0] = [f"results/{wildcards.dataset}/sasrec.ckpt", f"results/{wildcards.dataset}/sasrec_selection.json"]
+            files[:0] = [f"{run}/sasrec.ckpt", f"{run}/sasrec_selection.json"]
         out[model] = files
     if "sft" in evaluated_lms() and "sft" not in out:
-        out["sft"] = [f"results/{wildcards.dataset}/sft"]
+        out["sft"] = [f"{run}/sft"]
     return out
 
 
@@ -443,7 +483,8 @@ def quantizer_files(wildcards):
     """The SID stages' outputs, which exist only when an LM is evaluated."""
     if not evaluated_lms():
         return []
-    return [f"results/{wildcards.dataset}/{f}" for f in ("embeddings.npy", "rqvae.ckpt", "sid.json", "sid.meta.json")]
+    return [f"results/{wildcards.dataset}/embeddings.npy"] + [f"{run_dir(wildcards)}/{f}" for f in
+                                                              ("rqvae.ckpt", "sid.json", "sid.meta.json")]
 
 
 def provenance_artifacts(wildcards):
@@ -455,38 +496,50 @@ def provenance_artifacts(wildcards):
     if evaluated_lms():
         files.append(base_model_dir(wildcards))
     files += [f for model in model_files(wildcards).values() for f in model]
-    return files + [f"results/{d}/metrics.tsv", f"results/{d}/significance.tsv"]
+    return files + [f"{run_dir(wildcards)}/metrics.tsv", f"{run_dir(wildcards)}/significance.tsv"]
 
 
 def stage_benchmarks(wildcards):
-    """The benchmark files of the jobs that make the dataset's results."""
-    d = wildcards.dataset
+    """The benchmark files of the jobs that make the run's results (the dataset's
+    unseeded jobs, in results/DATASET/benchmarks, among them)."""
+    d, run = wildcards.dataset, run_dir(wildcards)
     models = config["evaluate"]["models"]
-    jobs = ["dataset"]
+    shared, seeded = ["dataset"], []
     if evaluated_lms():
-        jobs += ["embed", "quantize", "sid"] + evaluated_lms()
-    jobs += [f"predict_{lm}" for lm in LMS if lm in models] + (["popularity"] if "popularity" in models else [])
+        shared.append("embed")
+        seeded += ["quantize", "sid"] + evaluated_lms()
+    seeded += [f"predict_{lm}" for lm in LMS if lm in models]
+    if "popularity" in models:
+        shared.append("popularity")
     if "sasrec" in models:
-        jobs += [f"sasrec_grid/{name}" for name in sasrec_candidates()] + ["sasrec_select"]
-    files = [f"results/{d}/benchmarks/{job}.tsv" for job in jobs + ["metrics", "significance"]]
+        seeded += [f"sasrec_grid/{name}" for name in sasrec_candidates()] + ["sasrec_select"]
+    files = [f"results/{d}/benchmarks/{job}.tsv" for job in shared]
+    files += [f"{run}/benchmarks/{job}.tsv" for job in seeded + ["metrics", "significance"]]
     base = config["lm"]["base"]
     if evaluated_lms() and base in ("tiny", "smollm2-135m"):
-        files.append(f"results/benchmarks/base_tiny-{d}.tsv" if base == "tiny"
+        files.append(f"results/benchmarks/base_tiny-{d}-seed-{wildcards.seed}.tsv" if base == "tiny"
                      else "results/benchmarks/base_smollm2.tsv")
     return files
 
 
+def run_config(wildcards):
+    """The resolved config of this run alone (its dataset, its seed): what reproduces it,
+    and unchanged when another dataset or seed joins the config."""
+    return as_json({**config, "run": [wildcards.dataset], "seeds": [run_seed(wildcards)],
+                    "datasets": {wildcards.dataset: config["datasets"][wildcards.dataset]}})
+
+
 def run_seeds(wildcards):
-    """Every seed the dataset's stages ran with (the run's `seed` added to each own)."""
-    return {"run": int(config["seed"]), "quantizer": with_seed(config["quantizer"])["seed"],
+    """Every seed the run's stages ran with (the run's seed added to each own)."""
+    return {"run": run_seed(wildcards), "quantizer": with_seed(config["quantizer"], wildcards)["seed"],
             "tiny_lm": tiny_params(wildcards).get("seed"), "sft": json.loads(sft_params(wildcards))["seed"],
             "rl": json.loads(rl_params(wildcards))["seed"], "sasrec": json.loads(sasrec_params(wildcards))["seed"],
-            "significance_bootstrap": int(config["seed"])}
+            "significance_bootstrap": run_seed(wildcards)}
 
 
 def plot_output(name):
-    """A figure of the report: results/{dataset}/report/NAME, captioned by
+    """A figure of the report: results/{dataset}/seed-{seed}/report/NAME, captioned by
     workflow/report/STEM.rst."""
     caption = ROOT / "workflow" / "report" / f"{Path(name).stem}.rst"
-    return report(f"results/{{dataset}}/report/{name}", caption=str(caption), category="Figures",
-                  subcategory="{dataset}")
+    return report(f"results/{{dataset}}/seed-{{seed}}/report/{name}", caption=str(caption), category="Figures",
+                  subcategory="{dataset}, seed {seed}")

@@ -2,15 +2,15 @@ rule predict:
     """Trie-constrained beam search over the whole catalogue with an LM folder ({lm}:
     sft), valid and test rows."""
     input:
-        model="results/{dataset}/{lm}",
+        model="results/{dataset}/seed-{seed}/{lm}",
         item_table="results/{dataset}/data/items.parquet",
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
-        sid="results/{dataset}/sid.json",
+        sid="results/{dataset}/seed-{seed}/sid.json",
         code=code("sidrec.cli.predict"),
     output:
-        valid="results/{dataset}/predictions/{lm}_valid.parquet",
-        test="results/{dataset}/predictions/{lm}_test.parquet",
+        valid="results/{dataset}/seed-{seed}/predictions/{lm}_valid.parquet",
+        test="results/{dataset}/seed-{seed}/predictions/{lm}_test.parquet",
     wildcard_constraints:
         lm="|".join(LMS),
     params:
@@ -25,9 +25,9 @@ rule predict:
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/predict_{lm}.log",
+        "results/{dataset}/seed-{seed}/logs/predict_{lm}.log",
     benchmark:
-        "results/{dataset}/benchmarks/predict_{lm}.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/predict_{lm}.tsv"
     shell:
         "{params.launch} sidrec.cli.predict --device {params.device} --model {input.model:q}"
         " --items {input.item_table:q} --sid {input.sid:q} --valid {input.valid:q} --test {input.test:q}"
@@ -41,16 +41,16 @@ rule metrics:
         item_table="results/{dataset}/data/items.parquet",
         code=code("workflow/scripts/metrics.py"),
     output:
-        report("results/{dataset}/metrics.tsv", caption="../workflow/report/metrics.rst", category="Results",
-               subcategory="{dataset}"),
+        report("results/{dataset}/seed-{seed}/metrics.tsv", caption="../workflow/report/metrics.rst", category="Results",
+               subcategory="{dataset}, seed {seed}"),
     params:
         lineage=lineage("metrics"),
         ks=config["evaluate"]["ks"],
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/metrics.log",
+        "results/{dataset}/seed-{seed}/logs/metrics.log",
     benchmark:
-        "results/{dataset}/benchmarks/metrics.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/metrics.tsv"
     script:
         "../workflow/scripts/metrics.py"

@@ -1,19 +1,20 @@
 rule base_tiny:
-    """A from-scratch tiny decoder whose tokenizer is trained on the dataset's text."""
+    """A from-scratch tiny decoder whose tokenizer is trained on the dataset's text
+    (one per seed: the seed sets its initial weights)."""
     input:
         item_table="results/{dataset}/data/items.parquet",
         code=code("workflow/scripts/base_tiny.py"),
     output:
-        directory("results/models/tiny-{dataset}"),
+        directory("results/models/tiny-{dataset}-seed-{seed}"),
     params:
         lineage=lineage("base"),
         hp=tiny_params,
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/logs/base_tiny-{dataset}.log",
+        "results/logs/base_tiny-{dataset}-seed-{seed}.log",
     benchmark:
-        "results/benchmarks/base_tiny-{dataset}.tsv"
+        "results/benchmarks/base_tiny-{dataset}-seed-{seed}.tsv"
     script:
         "../workflow/scripts/base_tiny.py"
 
@@ -43,14 +44,14 @@ rule sft:
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
         item_table="results/{dataset}/data/items.parquet",
-        sid="results/{dataset}/sid.json",
+        sid="results/{dataset}/seed-{seed}/sid.json",
         code=code("sidrec.cli.sft"),
     output:
-        directory("results/{dataset}/sft"),
+        directory("results/{dataset}/seed-{seed}/sft"),
     params:
         lineage=lineage("sft"),
         hp=sft_params,
-        scratch="results/{dataset}/.scratch/sft",
+        scratch="results/{dataset}/seed-{seed}/.scratch/sft",
         launch=launcher("zero2.yaml"),
         device=device,
     # On CPU (gpu=0) torch uses the job's threads (Snakemake sets OMP_NUM_THREADS).
@@ -60,9 +61,9 @@ rule sft:
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/sft.log",
+        "results/{dataset}/seed-{seed}/logs/sft.log",
     benchmark:
-        "results/{dataset}/benchmarks/sft.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/sft.tsv"
     shell:
         "{params.launch} sidrec.cli.sft --device {params.device} --base {input.base:q}"
         " --train {input.train:q} --valid {input.valid:q} --items {input.item_table:q} --sid {input.sid:q}"

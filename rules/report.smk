@@ -5,20 +5,20 @@ rule significance:
         predictions=metrics_predictions,
         code=code("workflow/scripts/significance.py"),
     output:
-        report("results/{dataset}/significance.tsv", caption="../workflow/report/significance_table.rst",
-               category="Results", subcategory="{dataset}"),
+        report("results/{dataset}/seed-{seed}/significance.tsv", caption="../workflow/report/significance_table.rst",
+               category="Results", subcategory="{dataset}, seed {seed}"),
     params:
         lineage=lineage("significance"),
         lms=significance_lms(),
         k=significance_k(),
         n_boot=10000,
-        seed=int(config["seed"]),
+        seed=run_seed,
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/significance.log",
+        "results/{dataset}/seed-{seed}/logs/significance.log",
     benchmark:
-        "results/{dataset}/benchmarks/significance.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/significance.tsv"
     script:
         "../workflow/scripts/significance.py"
 
@@ -32,17 +32,17 @@ rule provenance:
         benchmarks=stage_benchmarks,
         code=code("workflow/scripts/provenance.py"),
     output:
-        report("results/{dataset}/provenance.json", caption="../workflow/report/provenance.rst",
-               category="Provenance", subcategory="{dataset}"),
+        report("results/{dataset}/seed-{seed}/provenance.json", caption="../workflow/report/provenance.rst",
+               category="Provenance", subcategory="{dataset}, seed {seed}"),
     params:
         lineage=lineage("provenance"),
-        config=as_json(config),
+        config=run_config,
         seeds=run_seeds,
         models=model_files,
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/provenance.log",
+        "results/{dataset}/seed-{seed}/logs/provenance.log",
     script:
         "../workflow/scripts/provenance.py"
 
@@ -52,8 +52,8 @@ rule plots:
     input:
         quantizer=quantizer_files,
         lms=lm_dirs,
-        metrics="results/{dataset}/metrics.tsv",
-        significance="results/{dataset}/significance.tsv",
+        metrics="results/{dataset}/seed-{seed}/metrics.tsv",
+        significance="results/{dataset}/seed-{seed}/significance.tsv",
         predictions=metrics_predictions,
         benchmarks=stage_benchmarks,
         code=code("workflow/scripts/plots.py"),
@@ -67,17 +67,36 @@ rule plots:
         summary=plot_output("summary.png"),
         significance=plot_output("significance.png"),
         stage_times=plot_output("stage_times.png"),
-        summary_table=report("results/{dataset}/report/summary.tsv", caption="../workflow/report/summary_table.rst",
-                             category="Results", subcategory="{dataset}"),
+        summary_table=report("results/{dataset}/seed-{seed}/report/summary.tsv", caption="../workflow/report/summary_table.rst",
+                             category="Results", subcategory="{dataset}, seed {seed}"),
     params:
         lineage=lineage("plots"),
         k=significance_k(),
-        seed=int(config["seed"]),
+        seed=run_seed,
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/plots.log",
+        "results/{dataset}/seed-{seed}/logs/plots.log",
     benchmark:
-        "results/{dataset}/benchmarks/plots.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/plots.tsv"
     script:
         "../workflow/scripts/plots.py"
+
+
+rule summary:
+    """Each metric's mean and std over the seeds, per dataset and model, with the per-seed
+    values beside it (long format)."""
+    input:
+        metrics=metrics_files,
+        code=code("workflow/scripts/summary.py"),
+    output:
+        summary=report("results/summary.tsv", caption="../workflow/report/seed_summary.rst", category="Results"),
+        per_seed="results/summary_seeds.tsv",
+    params:
+        seeds=metrics_seeds,
+    conda:
+        "../envs/sidrec.yaml"
+    log:
+        "results/logs/summary.log",
+    script:
+        "../workflow/scripts/summary.py"

@@ -31,7 +31,7 @@ rule quantize:
         embeddings="results/{dataset}/embeddings.npy",
         code=code("sidrec.cli.quantize"),
     output:
-        "results/{dataset}/rqvae.ckpt",
+        "results/{dataset}/seed-{seed}/rqvae.ckpt",
     params:
         lineage=lineage("quantize"),
         hp=quantizer_params,
@@ -44,9 +44,9 @@ rule quantize:
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/quantize.log",
+        "results/{dataset}/seed-{seed}/logs/quantize.log",
     benchmark:
-        "results/{dataset}/benchmarks/quantize.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/quantize.tsv"
     shell:
         "{params.launch} sidrec.cli.quantize --device {params.device} --embeddings {input.embeddings:q}"
         " --out {output:q} --params {params.hp:q} > {log:q} 2>&1"
@@ -56,19 +56,19 @@ rule sid:
     """Codes -> one unique semantic ID per item (re-spread, then an extra level if needed)."""
     input:
         embeddings="results/{dataset}/embeddings.npy",
-        quantizer="results/{dataset}/rqvae.ckpt",
+        quantizer="results/{dataset}/seed-{seed}/rqvae.ckpt",
         code=code("workflow/scripts/sid.py"),
     output:
-        sid="results/{dataset}/sid.json",
-        meta="results/{dataset}/sid.meta.json",
+        sid="results/{dataset}/seed-{seed}/sid.json",
+        meta="results/{dataset}/seed-{seed}/sid.meta.json",
     params:
         lineage=lineage("sid"),
         codebook_size=config["quantizer"]["codebook_size"],
     conda:
         "../envs/sidrec.yaml"
     log:
-        "results/{dataset}/logs/sid.log",
+        "results/{dataset}/seed-{seed}/logs/sid.log",
     benchmark:
-        "results/{dataset}/benchmarks/sid.tsv"
+        "results/{dataset}/seed-{seed}/benchmarks/sid.tsv"
     script:
         "../workflow/scripts/sid.py"

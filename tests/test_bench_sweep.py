@@ -29,7 +29,7 @@ SETTINGS = {
              "lm": {"tiny": {"hidden_size": 32, "num_layers": 1}}},
     "settings": [
         {"name": "a", "config": {"sft": {"lr": 0.01}}},
-        {"name": "b", "config": {"lm": {"tiny": {"hidden_size": 48}}, "sft": {"tasks": ["next_item"]}, "seed": 1}},
+        {"name": "b", "config": {"lm": {"tiny": {"hidden_size": 48}}, "sft": {"tasks": ["next_item"]}, "seeds": [1]}},
     ],
 }
 
@@ -55,14 +55,15 @@ def test_plan_gives_each_setting_its_overlay_workdir_and_the_snakemake_command(t
     assert a.overlay == {"sft": {"lr": 0.01, "tasks": ["next_item", "sid_to_title"]},
                          "lm": {"tiny": {"hidden_size": 32, "num_layers": 1}}}
     assert b.overlay == {"sft": {"lr": 0.003, "tasks": ["next_item"]},
-                         "lm": {"tiny": {"hidden_size": 48, "num_layers": 1}}, "seed": 1}
+                         "lm": {"tiny": {"hidden_size": 48, "num_layers": 1}}, "seeds": [1]}
     workdir = (tmp_path / "runs" / "sweep-mysweep" / "a").resolve()
     assert a.workdir == workdir
     assert a.datasets == ["ml-100k", "other"]
     assert a.command == [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
                          "--directory", str(workdir), "--cores", "3", "--show-failed-logs",
                          "--configfile", str(extra.resolve()), str(workdir / "overlay.yaml"), "--",
-                         "results/ml-100k/metrics.tsv", "results/other/metrics.tsv"]
+                         "results/ml-100k/seed-0/metrics.tsv", "results/other/seed-0/metrics.tsv"]
+    assert b.seeds == [1] and b.command[-2:] == ["results/ml-100k/seed-1/metrics.tsv", "results/other/seed-1/metrics.tsv"]
     gpu = sweep.plan(settings, runs_dir=tmp_path / "runs", gpus=2, dry_run=True)[0].command
     assert "-n" in gpu
     i = gpu.index("--set-resources")
@@ -117,7 +118,7 @@ def test_dry_run_end_to_end_on_the_tiny_config(tmp_path):
         workdir = tmp_path / "runs" / "sweep-tinysweep" / r["name"]
         assert yaml.safe_load((workdir / "overlay.yaml").read_text()) == r["overlay"]
         assert f"--directory {workdir}" in r["command"] and " -n " in r["command"]
-        assert r["command"].endswith("-- results/synth/metrics.tsv")
+        assert r["command"].endswith("-- results/synth/seed-0/metrics.tsv")
     assert small["overlay"] != wide["overlay"]
     assert small["overlay"] == {"sft": {"max_steps": 5, "lr": 0.01}}
     assert wide["overlay"] == {"sft": {"max_steps": 5}, "lm": {"tiny": {"hidden_size": 48}}}

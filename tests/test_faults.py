@@ -30,7 +30,7 @@ import unlock_stale  # noqa: E402
 # metrics.tsv and every artifact it comes from, as `make run`'s target (rule all) asks
 # for them through provenance.json: an intermediate missing after a kill is rebuilt
 # because a target asks for it, not only when something downstream is stale.
-TARGET = ["results/synth/metrics.tsv"] + [f"results/synth/{f}" for f in (
+TARGET = ["results/synth/seed-0/metrics.tsv"] + [f"results/synth/seed-0/{f}" for f in (
     "rqvae.ckpt", "sid.json", "sft", "predictions/sft_valid.parquet", "predictions/sft_test.parquet")]
 FAST = {"evaluate": {"models": ["sft", "popularity"]}}
 # The Makefile's `run` flags (SNAKEMAKE_ARGS), less --cores/--configfile.
@@ -85,7 +85,7 @@ def final_outputs(work: Path) -> dict:
     """Each final output's content, as something == compares: tensors, tables, JSON."""
     from safetensors.torch import load_file
 
-    d = work / "results" / "synth"
+    d = work / "results" / "synth" / "seed-0"
     out = {}
     for name in ("rqvae.ckpt",):
         if (d / name).exists():
@@ -97,7 +97,8 @@ def final_outputs(work: Path) -> dict:
         if (d / name).exists():
             out[name] = json.loads((d / name).read_text())
     for name in ("sft_valid", "sft_test", "popularity_valid", "popularity_test"):
-        f = d / "predictions" / f"{name}.parquet"
+        # popularity's lists are the same for every seed: beside the data, not in seed-0/
+        f = (d.parent if name.startswith("popularity") else d) / "predictions" / f"{name}.parquet"
         if f.exists():
             out[name] = pd.read_parquet(f)
     if (d / "metrics.tsv").exists():
@@ -161,7 +162,7 @@ def test_a_failed_job_after_a_config_change_is_rebuilt_with_everything_below_it(
     work = clone(reference, tmp_path / "w")
     configs = [*reference[1], tmp_path / "lr.yaml"]
     configs[-1].write_text(yaml.safe_dump({"sft": {"lr": 0.002}}))
-    d = work / "results" / "synth"
+    d = work / "results" / "synth" / "seed-0"
     before = {f: (d / f).stat().st_mtime_ns for f in ("predictions/sft_test.parquet", "metrics.tsv")}
     # The sft job fails: its scratch folder is a file (prepare_scratch cannot clear it).
     shutil.rmtree(d / ".scratch", ignore_errors=True)
@@ -197,7 +198,7 @@ def test_kill_9_of_snakemake_during_a_stage_then_make_run_ends_as_an_uninterrupt
     work = clone(reference, tmp_path / "w")
     configs = reference[1]
     want = final_outputs(reference[0])
-    d = work / "results" / "synth"
+    d = work / "results" / "synth" / "seed-0"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     run = subprocess.Popen([sys.executable, "-m", "snakemake", *snakemake_args(work, configs), *MAKE_RUN_FLAGS,
                             "--forcerun", stage, *TARGET], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

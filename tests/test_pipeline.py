@@ -25,7 +25,7 @@ def dry_run(built, *args, extra=()):
 
 
 def test_metrics_table_has_every_model_split_metric_and_k(built):
-    metrics = pd.read_csv(built[0] / "results/synth/metrics.tsv", sep="\t")
+    metrics = pd.read_csv(built[0] / "results/synth/seed-0/metrics.tsv", sep="\t")
     assert list(metrics.columns) == ["dataset", "model", "split", "metric", "k", "value", "n"]
     assert set(metrics.model) == {"sft", "rl", "popularity", "sasrec"}
     faults = metrics[metrics.metric.isin(["invalid", "duplicate"])]
@@ -41,11 +41,11 @@ def test_metrics_table_has_every_model_split_metric_and_k(built):
 
 
 def test_sids_are_unique_and_predictions_are_catalogue_items(built):
-    sids = json.loads((built[0] / "results/synth/sid.json").read_text())
+    sids = json.loads((built[0] / "results/synth/seed-0/sid.json").read_text())
     assert len(sids) == N_ITEMS and len({tuple(v) for v in sids.values()}) == N_ITEMS
     for model in ("sft", "rl"):
         for split in ("valid", "test"):
-            preds = pd.read_parquet(built[0] / f"results/synth/predictions/{model}_{split}.parquet")
+            preds = pd.read_parquet(built[0] / f"results/synth/seed-0/predictions/{model}_{split}.parquet")
             ranked = np.stack(preds["ranked"].to_numpy())
             assert ranked.shape == (N_USERS, 10)
             assert ((ranked >= 0) & (ranked < N_ITEMS)).all()
@@ -57,14 +57,14 @@ def test_sids_are_unique_and_predictions_are_catalogue_items(built):
 @pytest.mark.parametrize("lm", ["sft", "rl"])
 def test_lm_folders_load_as_plain_hf_models(built, lm):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    model = AutoModelForCausalLM.from_pretrained(built[0] / f"results/synth/{lm}")
-    tok = AutoTokenizer.from_pretrained(built[0] / f"results/synth/{lm}")
+    model = AutoModelForCausalLM.from_pretrained(built[0] / f"results/synth/seed-0/{lm}")
+    tok = AutoTokenizer.from_pretrained(built[0] / f"results/synth/seed-0/{lm}")
     assert tok.convert_tokens_to_ids("<a_0>") != tok.unk_token_id
     assert model.generation_config.do_sample is False
 
 
 def test_rl_report_says_which_step_was_kept_and_how_training_went(built):
-    report = json.loads((built[0] / "results/synth/rl/rl_report.json").read_text())
+    report = json.loads((built[0] / "results/synth/seed-0/rl/rl_report.json").read_text())
     assert report["steps"] == report["planned_steps"] > 0
     assert report["valid"][0]["step"] == 0  # the SFT model is the step to beat
     best = max(e["valid_ndcg@10"] for e in report["valid"])
@@ -74,7 +74,7 @@ def test_rl_report_says_which_step_was_kept_and_how_training_went(built):
 
 
 # Rules that read the metrics (rules/report.smk): stale whenever metrics.tsv is.
-REPORT = {"significance", "plots", "provenance"}
+REPORT = {"significance", "plots", "provenance", "summary"}
 
 
 def write_overlay(built, name, overlay: dict) -> Path:
@@ -109,11 +109,35 @@ def test_second_run_does_nothing_and_a_param_change_reruns_only_its_dependents(b
     assert set(planned_jobs(models)) == {"metrics"} | REPORT  # the list of models changes no predictions
 
 
-def test_the_run_seed_reruns_exactly_the_seeded_stages(built):
-    out = dry_run(built, "--config", "seed=1")
+def planned_outputs(out) -> list[str]:
+    """The output files of every planned job, from a dry run."""
+    return [f.strip() for line in (out.stdout + out.stderr).splitlines() if line.strip().startswith("output:")
+            for f in line.split(":", 1)[1].split(",")]
+
+
+def test_adding_a_seed_runs_only_that_seeds_jobs(built):
+    out = dry_run(built, "--config", "seeds=[0,1]")
     assert out.returncode == 0, out.stdout + out.stderr
+    # the seeded stages, once each for seed 1 (SASRec once per grid point); data,
+    # embeddings and popularity are shared by the seeds and stay as they are
     assert set(planned_jobs(out)) == {"quantize", "sid", "base_tiny", "sft", "rl", "predict", "sasrec",
                                       "sasrec_select", "metrics"} | REPORT
+    counts = job_counts(out)
+    assert counts["sft"] == 1 and counts["predict"] == 2 and counts["sasrec"] == 2
+    outputs = [f for f in planned_outputs(out) if not f.startswith("results/summary")]
+    assert outputs and all("seed-1" in f for f in outputs), outputs
+
+
+def test_the_summary_gives_each_metric_over_seeds(built):
+    summary = pd.read_csv(built[0] / "results/summary.tsv", sep="\t")
+    per_seed = pd.read_csv(built[0] / "results/summary_seeds.tsv", sep="\t")
+    metrics = pd.read_csv(built[0] / "results/synth/seed-0/metrics.tsv", sep="\t")
+    assert list(summary.columns) == ["dataset", "model", "split", "metric", "k", "mean", "std", "n_seeds", "per_seed"]
+    assert len(summary) == len(metrics) == len(per_seed) and (per_seed.seed == 0).all()
+    assert (summary.n_seeds == 1).all() and summary["std"].isna().all()  # one seed: no spread
+    keys = ["dataset", "model", "split", "metric", "k"]
+    joined = summary.merge(metrics, on=keys)
+    np.testing.assert_allclose(joined["mean"], joined["value"], atol=1e-6)
 
 
 def job_counts(out) -> dict:
@@ -125,13 +149,13 @@ def job_counts(out) -> dict:
 
 
 def test_the_sasrec_grid_trains_each_point_once_and_selection_reads_valid_only(built):
-    selection = json.loads((built[0] / "results/synth/sasrec_selection.json").read_text())
+    selection = json.loads((built[0] / "results/synth/seed-0/sasrec_selection.json").read_text())
     assert [c["name"] for c in selection["candidates"]] == ["dropout0.1", "dropout0.3"]
     assert [c["config"]["dropout"] for c in selection["candidates"]] == [0.1, 0.3]
     best = max(selection["candidates"], key=lambda c: c["valid_ndcg@10"])
     assert selection["selected"] == best["name"]
-    assert (built[0] / "results/synth/sasrec.ckpt").read_bytes() == \
-        (built[0] / f"results/synth/sasrec_grid/{best['name']}.ckpt").read_bytes()
+    assert (built[0] / "results/synth/seed-0/sasrec.ckpt").read_bytes() == \
+        (built[0] / f"results/synth/seed-0/sasrec_grid/{best['name']}.ckpt").read_bytes()
     # a new value trains only the new point; the selection and what reads it rerun
     more = dry_run(built, extra=[write_overlay(built, "grid.yaml", {"baselines": {"sasrec_grid": {"dropout": [0.1, 0.3, 0.5]}}})])
     assert more.returncode == 0, more.stdout + more.stderr
@@ -163,9 +187,9 @@ CONSUMERS = {"dataset": {"embed", "base_tiny", "sft", "rl", "predict", "populari
              "embed": {"quantize", "sid"}, "quantize": {"sid"}, "sid": {"sft", "rl", "predict"},
              "base_tiny": {"sft"}, "sft": {"rl", "predict"}, "rl": {"predict"}, "predict": {"metrics"},
              "popularity": {"metrics"}, "sasrec": {"sasrec_select"}, "sasrec_select": {"metrics"},
-             "metrics": {"significance"},
+             "metrics": {"significance", "summary"}, "summary": set(),
              "significance": {"plots"}, "plots": set(), "provenance": set()}
-for _rule in set(CONSUMERS) - {"plots", "provenance"}:
+for _rule in set(CONSUMERS) - {"plots", "provenance", "summary"}:
     CONSUMERS[_rule] |= {"plots", "provenance"}
 
 
@@ -177,6 +201,18 @@ def downstream(rules: set) -> set:
                 out.add(nxt)
                 todo.append(nxt)
     return out
+
+
+@pytest.mark.parametrize("overlay, changed", [
+    ({"sft": {"epochs": 2}}, {"sft"}),
+    ({"quantizer": {"epochs": 30}}, {"quantize"}),
+    ({"datasets": {"synth": {"source": "minionerec", "max_history": 5}}}, {"dataset"}),
+    ({"baselines": {"sasrec": {"lr": 0.01}}}, {"sasrec"}),
+])
+def test_a_changed_setting_reruns_exactly_its_stage_and_what_reads_it(built, overlay, changed):
+    out = dry_run(built, extra=[write_overlay(built, "setting.yaml", overlay)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert set(planned_jobs(out)) == changed | downstream(changed)
 
 
 @pytest.mark.parametrize("module, importers", [

@@ -44,7 +44,7 @@ def test_git_state_outside_a_repository_says_so(tmp_path):
 
 @pytest.fixture(scope="module")
 def record(tiny_pipeline):
-    return json.loads((tiny_pipeline[0] / "results" / "synth" / "provenance.json").read_text())
+    return json.loads((tiny_pipeline[0] / "results" / "synth" / "seed-0" / "provenance.json").read_text())
 
 
 def test_the_record_names_code_environment_config_seeds_and_devices(record):
@@ -67,11 +67,12 @@ def test_every_file_from_the_source_on_is_hashed_as_it_is(record, tiny_pipeline)
     for name in ("data/items.parquet", "embeddings.npy", "rqvae.ckpt", "sid.json", "sft/sft_report.json",
                  "rl/rl_report.json", "sasrec.ckpt", "sasrec_selection.json", "predictions/rl_test.parquet", "metrics.tsv",
                  "significance.tsv"):
-        assert f"results/synth/{name}" in artifacts, name
+        folder = "results/synth" if name.startswith(("data/", "embeddings")) else "results/synth/seed-0"
+        assert f"{folder}/{name}" in artifacts, name
     for path, entry in {**source, **artifacts}.items():
         data = (work / path).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}, path
-    assert any(p.startswith("results/models/tiny-synth/") for p in artifacts)
+    assert any(p.startswith("results/models/tiny-synth-seed-0/") for p in artifacts)
 
 
 def test_each_model_has_its_section_and_each_job_its_times(record):
@@ -80,7 +81,7 @@ def test_each_model_has_its_section_and_each_job_its_times(record):
     assert models["rl"]["report"]["device"] == "cpu" and "selected" in models["rl"]["report"]
     assert "results/synth/predictions/popularity_valid.parquet" in models["popularity"]["files"]
     jobs = record["rules"]
-    assert {"dataset", "embed", "quantize", "sid", "base_tiny-synth", "sft", "rl", "predict_sft", "predict_rl",
+    assert {"dataset", "embed", "quantize", "sid", "base_tiny-synth-seed-0", "sft", "rl", "predict_sft", "predict_rl",
             "popularity", "sasrec_grid/dropout0.1", "sasrec_grid/dropout0.3", "sasrec_select", "metrics",
             "significance"} == set(jobs)
     assert all(t["wall_s"] > 0 for t in jobs.values())
@@ -91,7 +92,7 @@ def test_a_newer_benchmark_makes_the_record_stale(tiny_pipeline):
     """A job that reran (here: its benchmark file rewritten) changes the times the record
     holds: provenance, and the figure of the times, are planned again; nothing else."""
     work, configs = tiny_pipeline
-    bench = work / "results" / "synth" / "benchmarks" / "sasrec_select.tsv"
+    bench = work / "results" / "synth" / "seed-0" / "benchmarks" / "sasrec_select.tsv"
     original, before = bench.read_bytes(), bench.stat()
     try:
         # A real edit: Snakemake ignores a newer mtime when a small file's checksum is unchanged.

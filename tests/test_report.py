@@ -41,14 +41,16 @@ def report_results(html: str) -> dict:
 def test_the_report_holds_every_figure_table_and_record_with_a_caption(report_html):
     results = report_results(report_html.read_text())
     for name in FIGURES:
-        item = results[f"results/synth/report/{name}.png"]
+        item = results[f"results/synth/seed-0/report/{name}.png"]
         assert item["mime_type"] == "image/png"
         png = base64.b64decode(item["data_uri"].split("base64,", 1)[1])
         assert png.startswith(b"\x89PNG") and len(png) > 5000, name  # a drawn figure, not a stub
         assert len(re.sub("<[^>]+>", "", item["caption"]).split()) >= 10, name
     for name in TABLES:
-        item = results[f"results/synth/{name}"]
+        item = results[f"results/synth/seed-0/{name}"]
         assert item["data_uri"].startswith("data:") and item["caption"].strip(), name
+    over_seeds = results["results/summary.tsv"]  # mean and std over the run's seeds
+    assert over_seeds["data_uri"].startswith("data:") and "seed" in over_seeds["caption"]
     # Self-contained: no script or stylesheet is fetched from anywhere.
     assert not re.search(r'<(script|link)[^>]+(src|href)="https?:', report_html.read_text())
 

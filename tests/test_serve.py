@@ -470,3 +470,21 @@ def test_the_command_line_reports_a_missing_results_folder(tmp_path):
     out = subprocess.run([sys.executable, "-m", "sidrec.serve", "--results", str(tmp_path / "none")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "error:" in out.stderr and "--model" in out.stderr
+
+
+def test_a_dataset_folder_serves_its_lowest_seed_or_the_one_asked_for(tmp_path):
+    d = tmp_path / "results" / "ml-100k"
+    for sub in ("data", "seed-0", "seed-2", "seed-10", "seed-x"):
+        (d / sub).mkdir(parents=True)
+    lowest = ResultsFolder.find(d)
+    assert lowest.root == d / "seed-0" and lowest.items == d / "data" / "items.parquet"
+    assert lowest.sid == d / "seed-0" / "sid.json" and lowest.dataset == "ml-100k"
+    assert ResultsFolder.find(d, seed=10).root == d / "seed-10"
+    named = ResultsFolder.find(d / "seed-2")  # a run folder: its data one level up
+    assert named.root == d / "seed-2" and named.data == d / "data" and named.dataset == "ml-100k"
+    with pytest.raises(InputError, match=r"seed-5: not found \(seeds here: \['seed-0', 'seed-2', 'seed-10'\]\)"):
+        ResultsFolder.find(d, seed=5)
+    with pytest.raises(InputError, match="is not the folder of seed 0"):
+        ResultsFolder.find(d / "seed-2", seed=0)
+    flat = ResultsFolder.find(tmp_path / "one-run")  # everything in one folder
+    assert flat.root == flat.data_root == tmp_path / "one-run"

@@ -93,7 +93,7 @@ def test_ties_on_valid_go_to_the_first_lm():
 
 
 def test_the_pipeline_tests_its_selected_lm_against_every_baseline(tiny_pipeline):
-    results = tiny_pipeline[0] / "results" / "synth"
+    results = tiny_pipeline[0] / "results" / "synth" / "seed-0"
     table = pd.read_csv(results / "significance.tsv", sep="\t")
     metrics = pd.read_csv(results / "metrics.tsv", sep="\t")
     ndcg = metrics[(metrics.metric == "NDCG") & (metrics.k == 10)].set_index(["model", "split"]).value

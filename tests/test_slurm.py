@@ -88,7 +88,7 @@ def test_every_rule_of_the_dag_ran_as_a_slurm_job(slurm_run):
 
 def test_the_slurm_run_produced_the_metrics_table(slurm_run):
     work, _ = slurm_run
-    metrics = pd.read_csv(work / "results/synth/metrics.tsv", sep="\t")
+    metrics = pd.read_csv(work / "results/synth/seed-0/metrics.tsv", sep="\t")
     assert set(metrics.model) == {"sft", "rl", "popularity", "sasrec"}
     assert metrics.value.between(0, 1).all()
 

@@ -5,7 +5,7 @@
 #
 #   bash bench/gpu/seeds.sh NAME "0 1 2" CONFIGFILE... [-- KEY=VALUE...]
 #
-# KEY=VALUE pairs go to snakemake's --config beside seed=S. E.g. (after
+# KEY=VALUE pairs go to snakemake's --config beside seeds=[S]. E.g. (after
 # `source bench/gpu/setup.sh` on the GPU machine; see bench/gpu/README.md):
 #   bash bench/gpu/seeds.sh gpu "0 1 2" config/gpu.yaml config/gpu_amazon.yaml \
 #       -- 'run=[ml-100k,Industrial_and_Scientific,Office_Products]'
@@ -42,7 +42,7 @@ for seed in $SEEDS; do
   mkdir -p "$dir"
   cmd=(timeout -s INT -k 30 "$TIMEOUT" python3 -m snakemake --snakefile "$PWD/Snakefile" --directory "$dir"
        --cores "$CORES" --resources gpu=1 --rerun-incomplete --keep-going
-       --set-resources "${GPU_RULES[@]}" --configfile "${CONFIGS[@]}" --config "seed=$seed" "${EXTRA[@]}")
+       --set-resources "${GPU_RULES[@]}" --configfile "${CONFIGS[@]}" --config "seeds=[$seed]" "${EXTRA[@]}")
   { printf 'seed %s:' "$seed"; printf ' %q' "${cmd[@]}"; echo; } > "$dir/command.txt"
   cat "$dir/command.txt"
   "${cmd[@]}" > "$dir/snakemake.log" 2>&1 &

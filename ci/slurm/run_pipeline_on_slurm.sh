@@ -174,7 +174,8 @@ from pathlib import Path
 
 work, smk_log, ctld_log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 EXPECTED = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
-            "popularity", "sasrec", "sasrec_select", "metrics", "significance", "plots", "provenance"}
+            "popularity", "sasrec", "sasrec_select", "metrics", "significance", "plots", "provenance",
+            "summary"}
 GPU_PARTITION_RULES = {"embed", "sft", "rl", "predict"}
 text = smk_log.read_text()
 errors = []
@@ -232,8 +233,8 @@ for rule in sorted(EXPECTED):
 extra = set(submitted) - EXPECTED
 if extra:
     errors.append(f"unexpected submitted rules: {sorted(extra)}")
-if not (work / "results/synth/metrics.tsv").is_file():
-    errors.append("results/synth/metrics.tsv missing")
+if not (work / "results/synth/seed-0/metrics.tsv").is_file():
+    errors.append("results/synth/seed-0/metrics.tsv missing")
 
 (work / "slurm_jobs.json").write_text(json.dumps({"dag": sorted(dag), "local": sorted(local), "jobs": submitted}, indent=1))
 for rule, jobs in sorted(submitted.items()):

@@ -19,7 +19,9 @@ from ..errors import InputError
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m sidrec.serve", description=__doc__.split("\n\n")[0])
     what = ap.add_argument_group("what to serve")
-    what.add_argument("--results", required=True, help="a pipeline's results/DATASET folder")
+    what.add_argument("--results", required=True,
+                      help="a pipeline's results/DATASET folder (or results/DATASET/seed-S)")
+    what.add_argument("--seed", type=int, default=None, help="which seed's run (default: the lowest there)")
     what.add_argument("--model", choices=("sft", "rl"), default=None,
                       help="default: the one with the better valid NDCG@10 in metrics.tsv")
     what.add_argument("--device", default="cpu", help='"cpu" (default), "cuda", "cuda:N"')
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     try:
         service = load_service(args.results, model=args.model, device=args.device, max_batch=args.max_batch,
                                max_wait_ms=args.max_wait_ms, max_history=args.max_history,
-                               beam_width=args.beam_width)
+                               beam_width=args.beam_width, seed=args.seed)
     except (InputError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

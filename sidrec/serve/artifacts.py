@@ -1,45 +1,18 @@
-"""What a pipeline's results folder (results/DATASET) tells the server: which model to
+"""What a pipeline's results folder (results/DATASET/seed-S) tells the server: which model to
 load, the longest history its prompts were trained on, and where the run came from."""
 from __future__ import annotations
 
 import hashlib
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import InputError
 from ..io import read_json
+from ..results import ResultsFolder
 
 LMS = ("sft", "rl")
-
-
-@dataclass(frozen=True)
-class ResultsFolder:
-    """results/DATASET as the pipeline leaves it (data/, sid.json, sft/, rl/, metrics.tsv)."""
-    root: Path
-
-    @property
-    def dataset(self) -> str:
-        return self.root.name
-
-    @property
-    def items(self) -> Path:
-        return self.root / "data" / "items.parquet"
-
-    @property
-    def sid(self) -> Path:
-        return self.root / "sid.json"
-
-    def model_dir(self, model: str) -> Path:
-        return self.root / model
-
-    def check(self, model: str) -> None:
-        """InputError naming the first artifact the server needs and cannot find."""
-        for path in (self.items, self.sid, self.model_dir(model) / "config.json"):
-            if not path.exists():
-                raise InputError(path, "not found (has the pipeline run? `make run` builds it)")
 
 
 def select_model(results: ResultsFolder) -> str:
@@ -71,7 +44,7 @@ def history_limit(results: ResultsFolder, model: str) -> int:
             value = read_json(report).get("longest_history")
             if isinstance(value, int) and value > 0:
                 return value
-    train = results.root / "data" / "train.parquet"
+    train = results.data / "train.parquet"
     if train.exists():
         histories = pd.read_parquet(train, columns=["history"])["history"]
         if len(histories):
@@ -81,7 +54,7 @@ def history_limit(results: ResultsFolder, model: str) -> int:
 
 
 def provenance_sha256(results: ResultsFolder) -> str | None:
-    """sha256 of results/DATASET/provenance.json, None where the run wrote none."""
+    """sha256 of the run's provenance.json, None where the run wrote none."""
     path = results.root / "provenance.json"
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 

@@ -13,12 +13,14 @@ from .engine import Engine
 
 
 def load_service(results, *, model: str | None = None, device: str | None = "cpu", max_batch: int = 32,
-                 max_wait_ms: float = 5.0, max_history: int | None = None, beam_width: int = 50) -> Service:
-    """`results`: results/DATASET; `model`: "sft", "rl" or None (the one chosen on valid
+                 max_wait_ms: float = 5.0, max_history: int | None = None, beam_width: int = 50,
+                 seed: int | None = None) -> Service:
+    """`results`: results/DATASET (its run of `seed`, default the lowest seed there) or
+    results/DATASET/seed-S; `model`: "sft", "rl" or None (the one chosen on valid
     NDCG@10); `device` as `Recommender.from_artifacts`; `max_batch`/`max_wait_ms`: the
     gathering of concurrent requests (max_batch 1: none); `max_history`: None reads the
     model's limit from the run. InputError naming the missing artifact."""
-    folder = ResultsFolder(Path(results))
+    folder = ResultsFolder.find(Path(results), seed)
     model = model or select_model(folder)
     folder.check(model)
     recommender = Recommender.from_artifacts(folder.model_dir(model), folder.items, folder.sid, device=device)
