@@ -125,6 +125,21 @@ def assert_same(got: dict, want: dict, what: str):
             assert value == ref, f"{what}: {name} differs"
 
 
+def test_two_runs_from_scratch_write_byte_identical_sids_predictions_and_metrics(reference, tiny_pipeline):
+    """Issue 17: same seed, same CPU, same data -> the same bytes. The session's tiny
+    pipeline and this module's reference were both built from nothing, in other
+    folders; they differ only in which models metrics.tsv lists."""
+    a = reference[0] / "results" / "synth" / "seed-0"
+    b = tiny_pipeline[0] / "results" / "synth" / "seed-0"
+    for name in ("sid.json", "predictions/sft_valid.parquet", "predictions/sft_test.parquet"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for name in ("predictions/popularity_valid.parquet", "predictions/popularity_test.parquet"):
+        assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes(), name
+    rows = (b / "metrics.tsv").read_text().splitlines()
+    kept = [r for r in rows if r.split("\t")[1] in ("model", "sft", "popularity")]  # the reference's models
+    assert (a / "metrics.tsv").read_text().splitlines() == kept
+
+
 # --------------------------------------------------------------------------- processes
 
 def processes(work: Path, marker: str) -> list[int]:
