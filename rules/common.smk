@@ -180,9 +180,9 @@ def tiny_params(wildcards):
 def sasrec_candidates(wildcards=None):
     """name -> settings of every SASRec configuration to train: `baselines.sasrec`, updated
     with each point of `baselines.sasrec_grid` (all combinations, in the grid's key and
-    value order), seeded by the job's seed (unseeded without wildcards: the names). No grid: one candidate, "default". A name
-    spells its point ("dropout0.2_hidden64"), so adding a value to the grid trains only
-    the new points."""
+    value order), seeded by the job's seed (without wildcards, unseeded: for the names).
+    No grid: one candidate, "default". A name spells its point ("dropout0.2_hidden64"),
+    so adding a value to the grid trains only the new points."""
     import itertools
 
     grid = config["baselines"].get("sasrec_grid") or {}
