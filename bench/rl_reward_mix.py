@@ -24,12 +24,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-# hit+rank is MiniOneRec's reward; the others add the dense prefix credit.
+# hit+rank is MiniOneRec's reward; the others add the dense prefix or similarity credit.
 MIXES = {
     "hit": {"hit": 1.0},
     "hit+rank": {"hit": 1.0, "rank": 1.0},
     "prefix": {"prefix": 1.0},
     "hit+rank+0.5prefix": {"hit": 1.0, "rank": 1.0, "prefix": 0.5},
+    "similarity": {"similarity": 1.0},
+    "hit+rank+0.5prefix+0.5similarity": {"hit": 1.0, "rank": 1.0, "prefix": 0.5, "similarity": 0.5},
 }
 
 
@@ -56,7 +58,7 @@ def main(argv=None):
     from sidrec.lm.base import load_causal_lm
     from sidrec.lm.run import subset_rows
     from sidrec.recommend import Recommender
-    from sidrec.rl.rewards import reward_values
+    from sidrec.rl.rewards import reward_values, unit_rows
     from sidrec.rl.rollout import GroupRollout
     from sidrec.results import ResultsFolder
     from sidrec.sid import read_sid_json
@@ -64,6 +66,7 @@ def main(argv=None):
     run = ResultsFolder.find(args.results)
     items = read_items(run.items)
     codes = read_sid_json(run.sid, n_items=len(items))
+    unit_vectors = unit_rows(np.load((run.data_root or run.root) / "embeddings.npy", allow_pickle=False))
     train = read_samples(run.data / "train.parquet", len(items))
     rows = subset_rows(len(train), args.samples, args.seed)
     train = train.iloc[rows].reset_index(drop=True)
@@ -94,7 +97,8 @@ def main(argv=None):
             torch.cuda.synchronize()
         decode_s = time.perf_counter() - start
         flat = dict(items=got.reshape(-1), targets=np.repeat(targets, G),
-                    groups=np.repeat(np.arange(len(heads)), G), ranks=ranks.reshape(-1), codes=codes)
+                    groups=np.repeat(np.arange(len(heads)), G), ranks=ranks.reshape(-1), codes=codes,
+                    unit_vectors=unit_vectors)
         mixes = {}
         for name, weights in MIXES.items():
             start = time.perf_counter()

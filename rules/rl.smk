@@ -7,6 +7,7 @@ rule rl:
         valid="results/{dataset}/data/valid.parquet",
         item_table="results/{dataset}/data/items.parquet",
         sid="results/{dataset}/seed-{seed}/sid.json",
+        embeddings="results/{dataset}/embeddings.npy",  # the similarity reward's item vectors
         code=code("sidrec.cli.rl"),
     output:
         directory("results/{dataset}/seed-{seed}/rl"),
@@ -29,4 +30,4 @@ rule rl:
     shell:
         "{params.launch} sidrec.cli.rl --device {params.device} --sft {input.sft:q}"
         " --train {input.train:q} --valid {input.valid:q} --items {input.item_table:q} --sid {input.sid:q}"
-        " --out {output:q} --scratch {params.scratch:q} --params {params.hp:q} > {log:q} 2>&1"
+        " --embeddings {input.embeddings:q} --out {output:q} --scratch {params.scratch:q} --params {params.hp:q} > {log:q} 2>&1"

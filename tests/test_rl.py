@@ -18,8 +18,9 @@ from sidrec.lm.prompts import PromptBuilder, encode_prompt, tokenizer_corpus
 from sidrec.lm.vocab import add_sid_tokens
 from sidrec.recommend import Recommender
 from sidrec.rl.grpo import RLConfig, rl_rows, train_rl
-from sidrec.rl.rewards import hit_reward, prefix_reward, rank_reward, trl_reward_functions
+from sidrec.rl.rewards import hit_reward, prefix_reward, rank_reward, similarity_reward, trl_reward_functions, unit_rows
 from sidrec.rl.rollout import GroupRollout
+from sidrec.rl.trie_logprobs import TrieLogProbs
 
 N_ITEMS = 24
 CODES = np.stack([np.arange(N_ITEMS) % 3, (np.arange(N_ITEMS) // 3) % 4, np.arange(N_ITEMS) // 12],
@@ -54,6 +55,35 @@ def test_prefix_reward_counts_shared_leading_levels():
     np.testing.assert_allclose(out, [1.0, 1 / 3, 2 / 3, 0.0])
 
 
+def test_similarity_reward_is_the_cosine_of_the_items_vectors():
+    vectors = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [0.0, 0.0]])
+    got = similarity_reward([0, 1, 2, 3, 2], [0, 0, 0, 1, 2], unit_rows(vectors))
+    np.testing.assert_allclose(got, [1.0, 0.0, 1 / np.sqrt(2), 0.0, 1.0])
+    # through TRL's interface: weights kept, the vectors required, sized to the catalogue
+    funcs, weights = trl_reward_functions({"hit": 1.0, "similarity": 0.5}, CODES[:4], vectors)
+    assert [f.__name__ for f in funcs] == ["hit", "similarity"] and weights == [1.0, 0.5]
+    out = funcs[1](target=[0, 0], rollout_item=[2, 1], rollout_group=[0, 0], rollout_rank=[0, 1])
+    np.testing.assert_allclose(out, [1 / np.sqrt(2), 0.0])
+    with pytest.raises(ValueError, match="vectors"):
+        trl_reward_functions({"similarity": 1.0}, CODES[:4])
+    with pytest.raises(ValueError, match="3 rows for 4 items"):
+        trl_reward_functions({"similarity": 1.0}, CODES[:4], vectors[:3])
+
+
+def test_the_similarity_reward_refuses_missing_or_misshapen_embeddings(tmp_path):
+    from sidrec.stages.rl import read_item_vectors
+
+    with pytest.raises(InputError, match="rewards.similarity"):
+        read_item_vectors(None, 4)
+    np.save(tmp_path / "e.npy", np.zeros((3, 2), dtype=np.float32))
+    with pytest.raises(InputError, match=r"e.npy.*\[4, dim\]"):
+        read_item_vectors(tmp_path / "e.npy", 4)
+    np.save(tmp_path / "p.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError, match="p.npy"):
+        read_item_vectors(tmp_path / "p.npy", 1)
+    assert read_item_vectors(tmp_path / "e.npy", 3).shape == (3, 2)
+
+
 def test_rows_with_the_same_prompt_are_rewarded_by_their_own_targets():
     """MiniOneRec's bug: a target looked up by prompt text gives a repeated prompt the
     last target written. Here two rows share one prompt and one set of rollouts."""
@@ -85,6 +115,7 @@ def test_unknown_or_all_zero_rewards_are_refused():
     ("temperature", 0.0, "temperature"),
     ("loss_type", "ppo", "loss_type"),
     ("patience", 0, "patience"),
+    ("logprobs", "vocab", "logprobs"),
     ("bogus", 1, "bogus"),
 ])
 def test_bad_rl_settings_are_named(key, value, named):
@@ -196,6 +227,52 @@ def test_cold_sampling_follows_the_greedy_path(catalogue):
     np.testing.assert_allclose(drawn.scores, np.repeat(greedy.scores, 4, axis=1), atol=1e-4)
 
 
+# ------------------------------------------------------------------- trie log-probabilities
+
+def test_trie_logprobs_renormalise_over_the_codes_each_prefix_allows(catalogue):
+    """Against a hand computation per row: at level d, log_softmax over the tokens of the
+    children of the row's own prefix only; eos (the only continuation) gets 0; the
+    probabilities of all items under one prompt sum to 1."""
+    trie, V = catalogue.trie, catalogue.model.get_output_embeddings().weight.shape[0]
+    L = trie.levels
+    eos = catalogue.tokenizer.eos_token_id
+    torch.manual_seed(0)
+    items = torch.arange(N_ITEMS)
+    completion = torch.cat([trie.item_tokens[items], torch.full((N_ITEMS, 1), eos)], 1)
+    logits = torch.randn(1, L + 1, V).expand(N_ITEMS, -1, -1).contiguous() * 3
+    logps, entropy = TrieLogProbs(trie, V)(logits, completion, compute_entropy=True)
+    assert logps.shape == (N_ITEMS, L + 1) and logps.dtype == torch.float32
+    assert torch.equal(logps[:, L], torch.zeros(N_ITEMS)) and torch.equal(entropy[:, L], torch.zeros(N_ITEMS))
+    for i in range(N_ITEMS):
+        for d in range(L):
+            siblings = {int(CODES[j, d]) for j in range(N_ITEMS) if (CODES[j, :d] == CODES[i, :d]).all()}
+            allowed = torch.tensor([int(trie.level_tokens[d][c]) for c in sorted(siblings)])
+            expected = logits[i, d, int(completion[i, d])] - torch.logsumexp(logits[i, d, allowed], 0)
+            assert logps[i, d].item() == pytest.approx(expected.item(), abs=1e-5)
+            p = torch.softmax(logits[i, d, allowed], 0)
+            assert entropy[i, d].item() == pytest.approx(-(p * p.log()).sum().item(), abs=1e-5)
+    # One distribution over the catalogue: every item's sequence probability sums to 1.
+    assert logps.sum(1).exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+    # The temperature divides the logits first.
+    hot, _ = TrieLogProbs(trie, V)(logits, completion, temperature=2.0)
+    cold, _ = TrieLogProbs(trie, V)(logits / 2, completion)
+    torch.testing.assert_close(hot, cold)
+
+
+def test_trie_logprobs_refuse_a_completion_that_is_no_item():
+    from sidrec.decode.trie import SIDTrie
+
+    trie = SIDTrie.build(np.array([[0, 0], [1, 1]]), [[10, 11], [20, 21]])
+    logits = torch.zeros(1, 3, 30)
+    with pytest.raises(ValueError, match="no level-0 SID token"):
+        TrieLogProbs(trie, 30)(logits, torch.tensor([[20, 20, 2]]))
+    with pytest.raises(ValueError, match="no catalogue item"):   # (0, 1): both codes exist, the pair not
+        TrieLogProbs(trie, 30)(logits, torch.tensor([[10, 21, 2]]))
+    logps, _ = TrieLogProbs(trie, 30)(logits, torch.tensor([[10, 20, 2]]))
+    # level 0: two codes allowed (log 1/2); level 1: one child only (log 1 = 0)
+    torch.testing.assert_close(logps, torch.tensor([[math.log(0.5), 0.0, 0.0]]))
+
+
 # ------------------------------------------------------------------- training
 
 def small_run(sft_dir, out, **overrides):
@@ -225,6 +302,19 @@ def test_grpo_where_one_item_is_always_right_learns_it(sft_dir, tmp_path, one_th
     assert not (tmp_path / ".rl.scratch").exists()  # scratch removed on success
     for key in ("zero_advantage_fraction", "median_step_seconds", "median_rollout_seconds"):
         assert report[key] is not None
+
+
+def test_grpo_with_trie_logprobs_learns_the_item_and_keeps_kl_finite(sft_dir, tmp_path, one_thread):
+    """The renormalised log-probabilities (rl.logprobs: trie) drive the same learning,
+    with the KL term on: the logged KL stays finite and the saved model decodes item 5."""
+    report = small_run(sft_dir, tmp_path / "rl", logprobs="trie", beta=0.01)
+    rewards = [h["rewards/hit/mean"] for h in report["log"]]
+    assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.3, rewards
+    kls = [h["kl"] for h in report["log"] if "kl" in h]
+    assert kls and all(math.isfinite(k) for k in kls) and max(kls) > 0
+    assert report["config"]["logprobs"] == "trie" and report["selected_step"] > 0
+    rec = Recommender.from_artifacts(tmp_path / "rl", _items(tmp_path), _sid(tmp_path))
+    assert (rec.top_k(samples(4, seed=2)["history"], 3, beam_width=5).items[:, 0] == 5).all()
 
 
 def test_no_step_beating_sft_on_valid_keeps_the_sft_model(sft_dir, tmp_path, one_thread):

@@ -39,11 +39,13 @@ from ..lm.run import fingerprint, library_versions, prepare_scratch, scratch_pat
 from ..metrics import ndcg_at_k
 from .rewards import REWARDS, trl_reward_functions
 from .rollout import ROLLOUTS, GroupRollout, decoding
+from .trie_logprobs import TrieLogProbs, trie_grpo_trainer
 
 # The rows RL trains on: next-item prompts of the train split, and (MiniOneRec's
 # alignment rows) an item's title -> its SID.
 RL_TASKS = ("next_item", "title_to_sid")
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
+LOGPROBS = ("full", "trie")
 BEST_DIR, BEST_FILE = "best", "best.json"
 REPORT_NAME = "rl_report.json"
 
@@ -56,6 +58,9 @@ class RLConfig:
     rewards: dict = field(default_factory=lambda: {"hit": 1.0, "rank": 1.0})
     rollout: str = "beam"
     temperature: float = 1.0        # sample rollouts only (beams ignore it)
+    # Token log-probabilities in the loss and KL: over the full vocabulary (TRL's), or
+    # renormalised over the codes the trie allows after each prefix (rl/trie_logprobs.py).
+    logprobs: str = "full"
     num_generations: int = 16
     prompts_per_step: int = 64
     grad_accum: int = 1
@@ -97,6 +102,8 @@ class RLConfig:
             raise InputError("rl", "every reward weight is 0: at least one must count", key="rewards")
         if self.rollout not in ROLLOUTS:
             raise InputError("rl", f"must be one of {list(ROLLOUTS)}, got {self.rollout!r}", key="rollout")
+        if self.logprobs not in LOGPROBS:
+            raise InputError("rl", f"must be one of {list(LOGPROBS)}, got {self.logprobs!r}", key="logprobs")
         if self.loss_type not in LOSS_TYPES:
             raise InputError("rl", f"must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}", key="loss_type")
         if int(self.num_generations) < 2:
@@ -186,11 +193,13 @@ def _write_output(out_dir, source_dir, report: dict) -> None:
 
 def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, titles: Sequence[str],
              out_dir, config: RLConfig | dict | None = None, scratch_dir=None,
-             log: Callable[[str], None] = print, *, device: str | None = None) -> dict:
+             log: Callable[[str], None] = print, *, device: str | None = None,
+             item_vectors: np.ndarray | None = None) -> dict:
     """GRPO on the model in `sft_dir` (a save_pretrained folder with SID tokens); writes
     `out_dir` (see the module docstring) and returns its report. `scratch_dir`: the
     trainer's resumable checkpoints and the best step so far (removed on success);
-    `device` as in `sft.train_sft`."""
+    `device` as in `sft.train_sft`; `item_vectors` [n_items, dim]: what the similarity
+    reward compares (needed only when it has a weight)."""
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import TrainerCallback, set_seed
@@ -259,7 +268,7 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
 
     rollout = GroupRollout(tokenizer, trie, G, kind=config.rollout, temperature=config.temperature,
                            batch_size=config.rollout_batch_size, seed=config.seed + state.process_index)
-    reward_funcs, weights = trl_reward_functions(config.rewards, sid_codes)
+    reward_funcs, weights = trl_reward_functions(config.rewards, sid_codes, item_vectors)
     args.reward_weights = weights
 
     data_digest = json.dumps(columns, sort_keys=True).encode()
@@ -313,7 +322,10 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
             if logs:
                 log(json.dumps({"step": st.global_step, **logs}))
 
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train,
+    trainer_class = GRPOTrainer
+    if config.logprobs == "trie":
+        trainer_class = trie_grpo_trainer(TrieLogProbs(trie, model.get_output_embeddings().weight.shape[0]))
+    trainer = trainer_class(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train,
                           processing_class=tokenizer, rollout_func=rollout, callbacks=[StepCallback()])
     trainer.remove_callback(PrinterCallback)
     if resume is None or not best_file.is_file():

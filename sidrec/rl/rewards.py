@@ -14,6 +14,10 @@ up in a dict keyed by prompt text: a repeated prompt got the last target written
   prefix  dense: the fraction of the target's SID levels that the rollout's SID shares
           from the first level on (1 for the target itself). Rollouts near the target
           in the semantic tree are told apart from far ones even when no rollout hits.
+  similarity  dense: the cosine similarity of the rollout's and the target's item vectors
+          (embeddings.npy, the text vectors the quantizer read; 1 for the target). Unlike
+          prefix it tells apart rollouts that share no SID level with the target, so a
+          group has no spread only when its rollouts are equally far from the target.
 
 GRPO normalises the weighted sum within each group (TRL), so only differences inside a
 group matter.
@@ -24,7 +28,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-REWARDS = ("hit", "rank", "prefix")
+REWARDS = ("hit", "rank", "prefix", "similarity")
 
 
 def hit_reward(items, targets) -> np.ndarray:
@@ -58,7 +62,19 @@ def prefix_reward(items, targets, codes) -> np.ndarray:
     return shared / codes.shape[1]
 
 
-def reward_values(name: str, *, items, targets, groups, ranks, codes) -> np.ndarray:
+def similarity_reward(items, targets, unit_vectors) -> np.ndarray:
+    """Cosine similarity; unit_vectors float [n_items, dim], rows of norm 1 (or 0)."""
+    a, b = unit_vectors[np.asarray(items)], unit_vectors[np.asarray(targets)]
+    return np.einsum("nd,nd->n", a, b).astype(np.float64)
+
+
+def unit_rows(vectors) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def reward_values(name: str, *, items, targets, groups, ranks, codes, unit_vectors=None) -> np.ndarray:
     """The reward `name` (one of REWARDS) of every rollout."""
     if name == "hit":
         return hit_reward(items, targets)
@@ -66,10 +82,14 @@ def reward_values(name: str, *, items, targets, groups, ranks, codes) -> np.ndar
         return rank_reward(items, targets, groups, ranks)
     if name == "prefix":
         return prefix_reward(items, targets, codes)
+    if name == "similarity":
+        if unit_vectors is None:
+            raise ValueError("the similarity reward needs the items' vectors")
+        return similarity_reward(items, targets, unit_vectors)
     raise ValueError(f"unknown reward {name!r}; expected one of {list(REWARDS)}")
 
 
-def trl_reward_functions(weights: Mapping[str, float], codes) -> tuple[list[Callable], list[float]]:
+def trl_reward_functions(weights: Mapping[str, float], codes, item_vectors=None) -> tuple[list[Callable], list[float]]:
     """(reward functions, their weights) for TRL's GRPOTrainer: one function per reward
     with a non-zero weight, named as the reward (TRL logs `rewards/<name>/mean`). Each
     reads the `target` column and the rollout's fields; none reads the prompt."""
@@ -77,6 +97,13 @@ def trl_reward_functions(weights: Mapping[str, float], codes) -> tuple[list[Call
     if unknown:
         raise ValueError(f"unknown reward(s) {unknown}; expected some of {list(REWARDS)}")
     codes = np.asarray(codes)
+    unit_vectors = None
+    if weights.get("similarity"):
+        if item_vectors is None:
+            raise ValueError("the similarity reward needs the items' vectors (item_vectors)")
+        if len(item_vectors) != len(codes):
+            raise ValueError(f"item_vectors has {len(item_vectors)} rows for {len(codes)} items")
+        unit_vectors = unit_rows(item_vectors)
     funcs, used = [], []
     for name in REWARDS:
         weight = float(weights.get(name, 0.0))
@@ -86,7 +113,7 @@ def trl_reward_functions(weights: Mapping[str, float], codes) -> tuple[list[Call
         def reward(prompts=None, completions=None, completion_ids=None, *, target, rollout_item,
                    rollout_group, rollout_rank, _name=name, **_):
             return reward_values(_name, items=rollout_item, targets=target, groups=rollout_group,
-                                 ranks=rollout_rank, codes=codes).tolist()
+                                 ranks=rollout_rank, codes=codes, unit_vectors=unit_vectors).tolist()
 
         reward.__name__ = name
         funcs.append(reward)
