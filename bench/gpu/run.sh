@@ -31,9 +31,13 @@ mkdir -p "$dir"
 PRIORITY=()
 [[ -n ${SIDREC_PRIORITY:-} ]] && read -ra PRIORITY <<<"$SIDREC_PRIORITY" && PRIORITY=(--prioritize "${PRIORITY[@]}")
 GPU_RULES=(embed:gpu=1 quantize:gpu=1 sft:gpu=1 rl:gpu=1 predict:gpu=1 sasrec:gpu=1)
+# The training rules ask for every core (threads: workflow.cores, right on a CPU); on the
+# GPU that would run them one at a time, so each gets its share of the cores instead.
+T=$(( $(nproc) / SLOTS )); ((T >= 1)) || T=1
+GPU_THREADS=(embed=$T quantize=$T sft=$T rl=$T predict=$T sasrec=$T)
 cmd=(timeout -s INT -k 30 "${SIDREC_TIMEOUT:-560}" python3 -m snakemake --snakefile "$PWD/Snakefile"
      --directory "$dir" --cores "$(nproc)" --resources gpu="$SLOTS" --rerun-incomplete --keep-going
-     --set-resources "${GPU_RULES[@]}" "${PRIORITY[@]}" --configfile "${CONFIGS[@]}")
+     --set-resources "${GPU_RULES[@]}" --set-threads "${GPU_THREADS[@]}" "${PRIORITY[@]}" --configfile "${CONFIGS[@]}")
 ((${#EXTRA[@]})) && cmd+=(--config "${EXTRA[@]}")
 { printf '%q ' "${cmd[@]}"; echo; } >> "$dir/command.txt"
 tail -n 1 "$dir/command.txt"
