@@ -317,6 +317,25 @@ def test_grpo_with_trie_logprobs_learns_the_item_and_keeps_kl_finite(sft_dir, tm
     assert (rec.top_k(samples(4, seed=2)["history"], 3, beam_width=5).items[:, 0] == 5).all()
 
 
+def test_a_resumed_run_reports_the_valid_checks_made_before_the_interruption(sft_dir, tmp_path, one_thread,
+                                                                               monkeypatch):
+    import sidrec.rl.grpo as grpo
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("killed before rl/ was written")
+
+    with monkeypatch.context() as m:
+        m.setattr(grpo, "_write_output", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            small_run(sft_dir, tmp_path / "rl", max_steps=4, eval_steps=2)
+    assert not (tmp_path / "rl").exists()
+    report = small_run(sft_dir, tmp_path / "rl", max_steps=4, eval_steps=2)
+    assert report["resumed_from"] is not None and report["resumed_from"].endswith("checkpoint-4")
+    assert [v["step"] for v in report["valid"]] == [0, 2, 4]   # from before the kill
+    assert report["steps"] == 4 and report["log"]               # not trained again, its log kept
+    assert json.loads((tmp_path / "rl" / "rl_report.json").read_text())["valid"] == report["valid"]
+
+
 def test_no_step_beating_sft_on_valid_keeps_the_sft_model(sft_dir, tmp_path, one_thread):
     # lr so small that nothing changes on valid: rl/ must be the SFT model, byte for byte.
     report = small_run(sft_dir, tmp_path / "rl", lr=1e-12, max_steps=4, eval_steps=2)

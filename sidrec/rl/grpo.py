@@ -46,7 +46,7 @@ from .trie_logprobs import TrieLogProbs, trie_grpo_trainer
 RL_TASKS = ("next_item", "title_to_sid")
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
 LOGPROBS = ("full", "trie")
-BEST_DIR, BEST_FILE = "best", "best.json"
+BEST_DIR, BEST_FILE, VALID_LOG, TRAINED_FILE = "best", "best.json", "valid.jsonl", "trained.json"
 REPORT_NAME = "rl_report.json"
 
 
@@ -275,7 +275,14 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
     resume = prepare_scratch(scratch, fingerprint(asdict(config) | {"tasks": list(config.tasks)}, sft_dir,
                                                   (data_digest,)), state, log)
     best_file = scratch / BEST_FILE
+    # Valid checks also go to scratch, so that a resumed run's report lists those made
+    # before the interruption (the step-0 check is not repeated on resume).
+    valid_log = scratch / VALID_LOG
     evaluations: list[dict] = []
+    if resume is not None and valid_log.is_file():
+        evaluations = [json.loads(line) for line in valid_log.read_text().splitlines() if line.strip()]
+    elif state.is_main_process and valid_log.exists():
+        valid_log.unlink()  # a clean start
     step_times: list[dict] = []
     stopped: dict = {}
 
@@ -287,8 +294,10 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
             t0 = time.perf_counter()
             value = valid_ndcg(unwrapped, tokenizer, builder, trie, valid_rows, k=config.valid_k,
                                beam_width=config.valid_beam_width, batch_size=config.rollout_batch_size)
-            evaluations.append({"step": step, f"valid_ndcg@{config.valid_k}": value,
-                                "seconds": time.perf_counter() - t0})
+            entry = {"step": step, f"valid_ndcg@{config.valid_k}": value, "seconds": time.perf_counter() - t0}
+            evaluations.append(entry)
+            with open(valid_log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
             best = json.loads(best_file.read_text()) if best_file.is_file() else None
             log(f"step {step}: valid NDCG@{config.valid_k} {value:.4f} (best so far: "
                 f"{'none' if best is None else round(best['value'], 4)})")
@@ -330,13 +339,29 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
     trainer.remove_callback(PrinterCallback)
     if resume is None or not best_file.is_file():
         evaluate(0)  # the SFT model: the step to beat
-    result = trainer.train(resume_from_checkpoint=resume)
+    # A run stopped after training ended (by patience or at max_steps) but before rl/ was
+    # written must not train again: Trainer would take another step from the last
+    # checkpoint, and a patience stop would be forgotten. What the report needs from the
+    # training is kept in scratch when it ends.
+    trained_file = scratch / TRAINED_FILE
+    if trained_file.is_file():
+        trained = json.loads(trained_file.read_text())
+        log(f"training had ended (step {trained['steps']}) before the interruption: writing rl/ from its "
+            f"best step")
+    else:
+        result = trainer.train(resume_from_checkpoint=resume)
+        trained = {"steps": trainer.state.global_step, "stopped_early_at": stopped.get("step"),
+                   "log_history": trainer.state.log_history, "step_seconds": step_times,
+                   "train_seconds": result.metrics.get("train_runtime")}
+        if state.is_main_process:
+            trained_file.write_text(json.dumps(trained) + "\n")
 
     seconds = time.perf_counter() - start
     report = None
     if state.is_main_process:
         best = json.loads(best_file.read_text())
-        history = trainer.state.log_history
+        history = trained["log_history"]
+        step_times = trained["step_seconds"]
         report = {
             "sft": str(sft_dir),
             "config": asdict(config) | {"tasks": list(config.tasks)},
@@ -344,19 +369,20 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
                      "per_task": {t: columns["task"].count(t) for t in config.tasks}},
             "processes": state.num_processes, "device": "cuda" if cuda else "cpu", "bf16": bool(bf16),
             "cpu_threads": torch.get_num_threads(),
-            "steps": trainer.state.global_step, "planned_steps": total_steps,
-            "stopped_early_at": stopped.get("step"),
+            "steps": trained["steps"], "planned_steps": total_steps,
+            "stopped_early_at": trained["stopped_early_at"],
             "resumed_from": resume,
             "selected_step": best["step"],
             "selected_valid_ndcg": best["value"],
             "selected": "sft (no RL step beat it on valid)" if best["step"] == 0 else f"step {best['step']}",
-            "valid": evaluations,
+            # one entry per step: a check repeated after a resume replaces the earlier one
+            "valid": sorted({e["step"]: e for e in evaluations}.values(), key=lambda e: e["step"]),
             "log": [_log_entry(h) for h in history if "loss" in h or "reward" in h],
             "zero_advantage_fraction": _mean([h.get("frac_reward_zero_std") for h in history]),
             "step_seconds": step_times,
             "median_step_seconds": _median([s["seconds"] for s in step_times]),
             "median_rollout_seconds": _median([s["rollout_seconds"] for s in step_times]),
-            "train_seconds": result.metrics.get("train_runtime"),
+            "train_seconds": trained["train_seconds"],
             "seconds": seconds,
             "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
             "versions": library_versions("trl", "datasets"),
