@@ -116,6 +116,7 @@ def test_unknown_or_all_zero_rewards_are_refused():
     ("loss_type", "ppo", "loss_type"),
     ("patience", 0, "patience"),
     ("logprobs", "vocab", "logprobs"),
+    ("scale_rewards", "rank", "scale_rewards"),
     ("bogus", 1, "bogus"),
 ])
 def test_bad_rl_settings_are_named(key, value, named):
@@ -307,12 +308,13 @@ def test_grpo_where_one_item_is_always_right_learns_it(sft_dir, tmp_path, one_th
 def test_grpo_with_trie_logprobs_learns_the_item_and_keeps_kl_finite(sft_dir, tmp_path, one_thread):
     """The renormalised log-probabilities (rl.logprobs: trie) drive the same learning,
     with the KL term on: the logged KL stays finite and the saved model decodes item 5."""
-    report = small_run(sft_dir, tmp_path / "rl", logprobs="trie", beta=0.01)
+    report = small_run(sft_dir, tmp_path / "rl", logprobs="trie", beta=0.01, scale_rewards="batch")
     rewards = [h["rewards/hit/mean"] for h in report["log"]]
     assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.3, rewards
     kls = [h["kl"] for h in report["log"] if "kl" in h]
     assert kls and all(math.isfinite(k) for k in kls) and max(kls) > 0
     assert report["config"]["logprobs"] == "trie" and report["selected_step"] > 0
+    assert report["config"]["scale_rewards"] == "batch"
     rec = Recommender.from_artifacts(tmp_path / "rl", _items(tmp_path), _sid(tmp_path))
     assert (rec.top_k(samples(4, seed=2)["history"], 3, beam_width=5).items[:, 0] == 5).all()
 

@@ -46,6 +46,7 @@ from .trie_logprobs import TrieLogProbs, trie_grpo_trainer
 RL_TASKS = ("next_item", "title_to_sid")
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
 LOGPROBS = ("full", "trie")
+SCALE_REWARDS = ("group", "batch", "none")
 BEST_DIR, BEST_FILE, VALID_LOG, TRAINED_FILE = "best", "best.json", "valid.jsonl", "trained.json"
 REPORT_NAME = "rl_report.json"
 
@@ -66,6 +67,10 @@ class RLConfig:
     grad_accum: int = 1
     beta: float = 1e-3
     loss_type: str = "dapo"
+    # Advantage = (reward - group mean) / std over: the group (TRL's default), the whole
+    # batch, or none. Per group, a tiny spread (a dense reward in a group without a hit)
+    # is blown up to the size of a hit's.
+    scale_rewards: str = "group"
     epsilon: float = 0.2
     lr: float = 1e-5
     warmup_ratio: float = 0.03
@@ -104,6 +109,9 @@ class RLConfig:
             raise InputError("rl", f"must be one of {list(ROLLOUTS)}, got {self.rollout!r}", key="rollout")
         if self.logprobs not in LOGPROBS:
             raise InputError("rl", f"must be one of {list(LOGPROBS)}, got {self.logprobs!r}", key="logprobs")
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise InputError("rl", f"must be one of {list(SCALE_REWARDS)}, got {self.scale_rewards!r}",
+                             key="scale_rewards")
         if self.loss_type not in LOSS_TYPES:
             raise InputError("rl", f"must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}", key="loss_type")
         if int(self.num_generations) < 2:
@@ -228,7 +236,7 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
         max_completion_length=L + 1, temperature=config.temperature if config.rollout == "sample" else 1.0,
         learning_rate=config.lr, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         lr_scheduler_type="cosine", num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
-        beta=config.beta, loss_type=config.loss_type, epsilon=config.epsilon, scale_rewards="group",
+        beta=config.beta, loss_type=config.loss_type, epsilon=config.epsilon, scale_rewards=config.scale_rewards,
         save_strategy="steps", save_steps=config.eval_steps, save_total_limit=1,
         logging_strategy="steps", logging_steps=config.logging_steps, logging_first_step=True,
         bf16=bf16, use_cpu=not cuda, seed=config.seed, data_seed=config.seed,
