@@ -61,12 +61,13 @@ def main(argv=None):
     from sidrec.rl.rewards import reward_values, unit_rows
     from sidrec.rl.rollout import GroupRollout
     from sidrec.results import ResultsFolder
+    from sidrec.stages.rl import read_item_vectors
     from sidrec.sid import read_sid_json
 
     run = ResultsFolder.find(args.results)
     items = read_items(run.items)
     codes = read_sid_json(run.sid, n_items=len(items))
-    unit_vectors = unit_rows(np.load((run.data_root or run.root) / "embeddings.npy", allow_pickle=False))
+    unit_vectors = unit_rows(read_item_vectors((run.data_root or run.root) / "embeddings.npy", len(items)))
     train = read_samples(run.data / "train.parquet", len(items))
     rows = subset_rows(len(train), args.samples, args.seed)
     train = train.iloc[rows].reset_index(drop=True)

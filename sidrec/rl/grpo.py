@@ -105,15 +105,10 @@ class RLConfig:
                              key="rewards")
         if not any(self.rewards.values()):
             raise InputError("rl", "every reward weight is 0: at least one must count", key="rewards")
-        if self.rollout not in ROLLOUTS:
-            raise InputError("rl", f"must be one of {list(ROLLOUTS)}, got {self.rollout!r}", key="rollout")
-        if self.logprobs not in LOGPROBS:
-            raise InputError("rl", f"must be one of {list(LOGPROBS)}, got {self.logprobs!r}", key="logprobs")
-        if self.scale_rewards not in SCALE_REWARDS:
-            raise InputError("rl", f"must be one of {list(SCALE_REWARDS)}, got {self.scale_rewards!r}",
-                             key="scale_rewards")
-        if self.loss_type not in LOSS_TYPES:
-            raise InputError("rl", f"must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}", key="loss_type")
+        for key, choices in (("rollout", ROLLOUTS), ("logprobs", LOGPROBS), ("scale_rewards", SCALE_REWARDS),
+                             ("loss_type", LOSS_TYPES)):
+            if getattr(self, key) not in choices:
+                raise InputError("rl", f"must be one of {list(choices)}, got {getattr(self, key)!r}", key=key)
         if int(self.num_generations) < 2:
             raise InputError("rl", f"must be >= 2 (GRPO compares rollouts within a group), got "
                                    f"{self.num_generations}", key="num_generations")
