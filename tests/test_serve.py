@@ -343,6 +343,28 @@ def test_the_engine_answers_a_query_the_same_whatever_it_is_batched_with(service
     assert [engine.run([q])[0].items for q in queries] == [r.items for r in together]
 
 
+def test_beam_decoding_serves_catalogue_items_without_the_certificate(results, service):
+    beam = load_service(results, model="sft", max_batch=1, decode="beam")
+    try:
+        assert beam.info["decode"] == "beam" and service.info["decode"] == "exact"
+        engine: Engine = beam.batcher.run_batch.__self__
+        ranked = engine.run([Query((1, 2), 5), Query((3,), 2, False)])
+        assert [len(r.items) for r in ranked] == [5, 2]
+        assert all(0 <= i < N_ITEMS for r in ranked for i in r.items)
+        assert not {1, 2} & set(ranked[0].items)
+        assert all(a >= b for r in ranked for a, b in zip(r.scores, r.scores[1:]))
+        # On this catalogue 50 beams cover every item, so the plain search is already exact.
+        exact = service.batcher.run_batch.__self__.run([Query((1, 2), 5)])[0]
+        assert ranked[0].items == exact.items
+    finally:
+        beam.batcher.close()
+
+
+def test_an_unknown_decode_mode_is_refused(service):
+    with pytest.raises(ValueError, match="decode must be one of"):
+        Engine(service.batcher.run_batch.__self__.recommender, decode="greedy")
+
+
 def test_the_batcher_gathers_up_to_max_batch_within_the_wait():
     sizes, gate = [], threading.Event()
 

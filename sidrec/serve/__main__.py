@@ -4,6 +4,7 @@
     python -m sidrec.serve --results results/ml-100k --model rl --port 8000
     python -m sidrec.serve --results results/ml-100k --device cuda   # on a GPU
     python -m sidrec.serve --results results/ml-100k --max-batch 1   # no gathering (a baseline)
+    python -m sidrec.serve --results results/ml-100k --decode beam   # no exactness certificate
 
 Then open http://127.0.0.1:8000/ (the page), /docs (OpenAPI), or
     curl -s localhost:8000/recommend -H 'content-type: application/json' -d '{"history": [0, 1], "k": 5}'
@@ -28,6 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     what.add_argument("--max-history", type=int, default=None,
                       help="most recent items a prompt keeps (default: the run's own limit)")
     what.add_argument("--beam-width", type=int, default=50, help="beams of the constrained search")
+    what.add_argument("--decode", choices=("exact", "beam"), default="exact",
+                      help="exact (default): the certified top-k, as predict; beam: the plain beam "
+                           "search, fewer passes per batch, may miss an item the beam pruned")
     where = ap.add_argument_group("where")
     where.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     where.add_argument("--port", type=int, default=8000)
@@ -52,7 +56,7 @@ def main(argv=None) -> int:
     try:
         service = load_service(args.results, model=args.model, device=args.device, max_batch=args.max_batch,
                                max_wait_ms=args.max_wait_ms, max_history=args.max_history,
-                               beam_width=args.beam_width, seed=args.seed)
+                               beam_width=args.beam_width, seed=args.seed, decode=args.decode)
     except (InputError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,12 +30,21 @@ class Ranked:
     scores: list[float]   # sequence log-probabilities of their SIDs
 
 
-class Engine:
-    """`recommender.top_k` over batches of queries. `beam_width` as in the predict stage
-    (the search widens where the beam cannot prove its top items)."""
+DECODES = ("exact", "beam")
 
-    def __init__(self, recommender: Recommender, *, beam_width: int = 50):
-        self.recommender, self.beam_width = recommender, int(beam_width)
+
+class Engine:
+    """`recommender.top_k` over batches of queries. `beam_width` as in the predict stage.
+    decode "exact" (the default, what predict reports): the search widens where the beam
+    cannot prove its top items, so each answer is the model's true top-k. "beam": the
+    plain constrained beam search, no certificate and no float32 rescoring: fewer forward
+    passes per batch (on a GPU, SmolLM2's exact passes cost several times the search;
+    bench/RESULTS.md), at the price of answers that may miss an item the beam pruned."""
+
+    def __init__(self, recommender: Recommender, *, beam_width: int = 50, decode: str = "exact"):
+        if decode not in DECODES:
+            raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
+        self.recommender, self.beam_width, self.decode = recommender, int(beam_width), decode
         self.n_items = recommender.builder.n_items
 
     def depth(self, query: Query) -> int:
@@ -46,7 +55,7 @@ class Engine:
     def run(self, queries: Sequence[Query]) -> list[Ranked]:
         depth = max(self.depth(q) for q in queries)
         result = self.recommender.top_k([q.history for q in queries], depth, beam_width=self.beam_width,
-                                        batch_size=max(1, len(queries)))
+                                        batch_size=max(1, len(queries)), exact=self.decode == "exact")
         if result.invalid:
             raise RuntimeError(f"{result.invalid} decoded outputs are not catalogue items")
         return [self._pick(q, items, scores) for q, items, scores in zip(queries, result.items, result.scores)]

@@ -14,21 +14,23 @@ from .engine import Engine
 
 def load_service(results, *, model: str | None = None, device: str | None = "cpu", max_batch: int = 32,
                  max_wait_ms: float = 5.0, max_history: int | None = None, beam_width: int = 50,
-                 seed: int | None = None) -> Service:
+                 seed: int | None = None, decode: str = "exact") -> Service:
     """`results`: results/DATASET (its run of `seed`, default the lowest seed there) or
     results/DATASET/seed-S; `model`: "sft", "rl" or None (the one chosen on valid
     NDCG@10); `device` as `Recommender.from_artifacts`; `max_batch`/`max_wait_ms`: the
     gathering of concurrent requests (max_batch 1: none); `max_history`: None reads the
-    model's limit from the run. InputError naming the missing artifact."""
+    model's limit from the run; `decode`: "exact" or "beam" (see `Engine`). InputError
+    naming the missing artifact."""
     folder = ResultsFolder.find(Path(results), seed)
     model = model or select_model(folder)
     folder.check(model)
     recommender = Recommender.from_artifacts(folder.model_dir(model), folder.items, folder.sid, device=device)
     builder = recommender.builder
     catalogue = Catalogue(builder.titles, sid_tokens(builder.codes))
-    engine = Engine(recommender, beam_width=beam_width)
+    engine = Engine(recommender, beam_width=beam_width, decode=decode)
     batcher = MicroBatcher(engine.run, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
     info = {"model": model, "model_dir": str(folder.model_dir(model)), "dataset": folder.dataset,
             "commit": code_commit(), "provenance_sha256": provenance_sha256(folder),
-            "device": str(next(recommender.model.parameters()).device)}
+            "device": str(next(recommender.model.parameters()).device), "decode": decode,
+            "beam_width": engine.beam_width}
     return Service(catalogue, batcher, max_history or history_limit(folder, model), info)
