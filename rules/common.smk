@@ -169,8 +169,21 @@ def rl_params(wildcards):
     return section_params("rl", wildcards)
 
 
+# Which vectors the quantiser reads is a choice of input file, not a quantiser setting.
+QUANTIZER_INPUT_KEYS = ("input", "collaborative_weight")
+
+
 def quantizer_params(wildcards):
-    return as_json(with_seed(config["quantizer"], wildcards))
+    settings = {k: v for k, v in config["quantizer"].items() if k not in QUANTIZER_INPUT_KEYS}
+    return as_json(with_seed(settings, wildcards))
+
+
+def quantizer_vectors(wildcards):
+    """What quantize and sid read: embeddings.npy for quantizer.input text, else the
+    seed's item_vectors.npy (text and/or the seed's SASRec item embeddings)."""
+    if config["quantizer"]["input"] == "text":
+        return f"results/{wildcards.dataset}/embeddings.npy"
+    return f"results/{wildcards.dataset}/seed-{wildcards.seed}/item_vectors.npy"
 
 
 def tiny_params(wildcards):
@@ -383,10 +396,14 @@ def _lineage_node(job, w):
         return {"spec": dataset_spec(w), "source": sources}, "workflow/scripts/dataset.py", []
     if job == "embed":
         return config["encoder"], "sidrec.cli.embed", ["dataset"]
+    vectors = "embed" if config["quantizer"]["input"] == "text" else "item_vectors"
+    if job == "item_vectors":
+        own = {k: config["quantizer"][k] for k in QUANTIZER_INPUT_KEYS}
+        return own, "workflow/scripts/item_vectors.py", ["embed", "sasrec_select"]
     if job == "quantize":
-        return quantizer_params(w), "sidrec.cli.quantize", ["embed"]
+        return quantizer_params(w), "sidrec.cli.quantize", [vectors]
     if job == "sid":
-        return config["quantizer"]["codebook_size"], "workflow/scripts/sid.py", ["embed", "quantize"]
+        return config["quantizer"]["codebook_size"], "workflow/scripts/sid.py", [vectors, "quantize"]
     if job == "base":
         return _base_lineage(w)
     if job == "sft":
@@ -507,6 +524,7 @@ def stage_benchmarks(wildcards):
     shared, seeded = ["dataset"], []
     if evaluated_lms():
         shared.append("embed")
+        seeded += ([] if config["quantizer"]["input"] == "text" else ["item_vectors"])
         seeded += ["quantize", "sid"] + evaluated_lms()
     seeded += [f"predict_{lm}" for lm in LMS if lm in models]
     if "popularity" in models:

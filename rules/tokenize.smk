@@ -25,10 +25,33 @@ rule embed:
         " --out {output:q} --params {params.hp:q} > {log:q} 2>&1"
 
 
-rule quantize:
-    """Embeddings -> residual quantiser (RQ-VAE, or RQ-KMeans by config)."""
+rule item_vectors:
+    """Text vectors + the selected SASRec's item embeddings -> what the quantiser reads
+    when quantizer.input is collaborative or both (with text, no job: embeddings.npy)."""
     input:
         embeddings="results/{dataset}/embeddings.npy",
+        sasrec="results/{dataset}/seed-{seed}/sasrec.ckpt",
+        code=code("workflow/scripts/item_vectors.py"),
+    output:
+        "results/{dataset}/seed-{seed}/item_vectors.npy",
+    params:
+        lineage=lineage("item_vectors"),
+        kind=config["quantizer"]["input"],
+        collaborative_weight=config["quantizer"]["collaborative_weight"],
+    conda:
+        "../envs/sidrec.yaml"
+    log:
+        "results/{dataset}/seed-{seed}/logs/item_vectors.log",
+    benchmark:
+        "results/{dataset}/seed-{seed}/benchmarks/item_vectors.tsv"
+    script:
+        "../workflow/scripts/item_vectors.py"
+
+
+rule quantize:
+    """Item vectors -> residual quantiser (RQ-VAE, or RQ-KMeans by config)."""
+    input:
+        embeddings=quantizer_vectors,
         code=code("sidrec.cli.quantize"),
     output:
         "results/{dataset}/seed-{seed}/rqvae.ckpt",
@@ -55,7 +78,7 @@ rule quantize:
 rule sid:
     """Codes -> one unique semantic ID per item (re-spread, then an extra level if needed)."""
     input:
-        embeddings="results/{dataset}/embeddings.npy",
+        embeddings=quantizer_vectors,
         quantizer="results/{dataset}/seed-{seed}/rqvae.ckpt",
         code=code("workflow/scripts/sid.py"),
     output:

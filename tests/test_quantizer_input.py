@@ -1,0 +1,97 @@
+"""quantizer.input: the SIDs from text vectors, the SASRec item embeddings, or both."""
+import numpy as np
+import pytest
+import torch
+
+from sidrec.baselines.sasrec import SASRec, SASRecConfig, save_sasrec
+from sidrec.errors import InputError
+from sidrec.quantize.inputs import collaborative_vectors, quantizer_input, unit_rows
+from sidrec.stages.item_vectors import build_item_vectors
+
+from test_pipeline import built, dry_run  # noqa: F401  (the session's tiny pipeline)
+
+
+def test_text_is_passed_through_unchanged_so_default_sids_do_not_move():
+    text = np.array([[3.0, 4.0], [1.0, 0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(quantizer_input("text", text), text)
+
+
+def test_both_puts_unit_text_beside_weighted_unit_collaborative_rows():
+    text = np.array([[3.0, 4.0], [0.0, 2.0]], dtype=np.float32)
+    collab = np.array([[0.0, 0.0, 5.0], [1.0, 1.0, 0.0]], dtype=np.float32)
+    both = quantizer_input("both", text, collab, collaborative_weight=0.5)
+    assert both.shape == (2, 5) and both.dtype == np.float32
+    np.testing.assert_allclose(both[0], [0.6, 0.8, 0.0, 0.0, 0.5])
+    np.testing.assert_allclose(np.linalg.norm(both[:, :2], axis=1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(both[:, 2:], axis=1), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(quantizer_input("collaborative", text, collab), unit_rows(collab))
+
+
+def test_a_zero_row_stays_zero_instead_of_nan():
+    assert np.isfinite(unit_rows(np.zeros((2, 3)))).all()
+
+
+@pytest.mark.parametrize("kind, collab, weight, message", [
+    ("words", np.ones((2, 2)), 1.0, "must be one of"),
+    ("both", None, 1.0, "needs the collaborative vectors"),
+    ("both", np.ones((3, 2)), 1.0, "2 text vectors but 3"),
+    ("both", np.ones((2, 2)), -1.0, "collaborative_weight must be >= 0"),
+])
+def test_bad_inputs_are_refused(kind, collab, weight, message):
+    with pytest.raises(ValueError, match=message):
+        quantizer_input(kind, np.ones((2, 2)), collab, collaborative_weight=weight)
+
+
+def test_the_sasrec_table_loses_its_padding_row_and_must_cover_the_catalogue():
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(collaborative_vectors(table, 3), table[:3])
+    with pytest.raises(ValueError, match=">= 5 rows"):
+        collaborative_vectors(table, 5)
+
+
+def saved_sasrec(path, n_items):
+    torch.manual_seed(0)
+    model = SASRec(n_items, SASRecConfig(hidden=8, heads=2, inner_size=16))
+    save_sasrec(path, model, model.config if hasattr(model, "config") else SASRecConfig(hidden=8, heads=2,
+                                                                                        inner_size=16))
+    return model
+
+
+def test_the_stage_writes_each_items_own_sasrec_row_beside_its_text(tmp_path):
+    model = saved_sasrec(tmp_path / "sasrec.ckpt", 6)
+    text = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    np.save(tmp_path / "embeddings.npy", text)
+    out = tmp_path / "seed-0" / "item_vectors.npy"
+    made = build_item_vectors("both", tmp_path / "embeddings.npy", tmp_path / "sasrec.ckpt", out,
+                              collaborative_weight=2.0)
+    on_disk = np.load(out)
+    np.testing.assert_array_equal(made, on_disk)
+    assert on_disk.shape == (6, 12)
+    np.testing.assert_allclose(on_disk[:, :4], unit_rows(text), rtol=1e-6)
+    want = 2.0 * unit_rows(model.item_emb.weight.detach().numpy()[:6])
+    np.testing.assert_allclose(on_disk[:, 4:], want, rtol=1e-5, atol=1e-6)
+    assert not list(out.parent.glob(".*tmp"))  # written through a temp file
+
+
+def test_a_sasrec_of_another_catalogue_is_named(tmp_path):
+    saved_sasrec(tmp_path / "sasrec.ckpt", 5)
+    np.save(tmp_path / "embeddings.npy", np.ones((6, 4), dtype=np.float32))
+    with pytest.raises(InputError, match="sasrec.ckpt.*5 items.*has 6"):
+        build_item_vectors("collaborative", tmp_path / "embeddings.npy", tmp_path / "sasrec.ckpt",
+                           tmp_path / "out.npy")
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_the_dag_feeds_the_quantiser_sasrec_vectors_only_when_asked(built, tmp_path):
+    text = dry_run(built, "-p")
+    assert text.returncode == 0, text.stderr
+    assert "item_vectors" not in text.stdout  # the finished text run: nothing to do
+    overlay = tmp_path / "both.yaml"
+    overlay.write_text("quantizer: {input: both, collaborative_weight: 0.5}\n")
+    both = dry_run(built, "-p", extra=[overlay])
+    assert both.returncode == 0, both.stderr
+    out = both.stdout
+    assert "rule item_vectors:" in out and "rule quantize:" in out
+    assert "results/synth/seed-0/item_vectors.npy" in out.split("rule quantize:")[1].split("rule ")[0]
+    # the SASRec already trained is reused: only the SIDs and what depends on them rerun
+    assert "rule sasrec:" not in out and "rule embed:" not in out and "rule dataset:" not in out
