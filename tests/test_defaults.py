@@ -21,7 +21,9 @@ SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
 # take (handled by the workflow), dataclass fields that are deliberately not in the config.
 SECTIONS = [
     (("encoder",), EncoderConfig, set(), set()),
-    (("quantizer",), RQVAEConfig, {"method"}, {"input_dim", "sinkhorn_iters", "sinkhorn_levels"}),
+    # input and collaborative_weight choose the input file (rule item_vectors), not the model
+    (("quantizer",), RQVAEConfig, {"method", "input", "collaborative_weight"},
+     {"input_dim", "sinkhorn_iters", "sinkhorn_levels"}),
     (("lm", "tiny"), TinyConfig, set(), {"max_position_embeddings", "min_frequency"}),
     (("sft",), SFTConfig, set(), {"lora_target_modules", "bf16", "max_grad_norm",
                                   "logging_steps", "eval_batch_size", "group_by_length"}),

@@ -120,8 +120,8 @@ def test_adding_a_seed_runs_only_that_seeds_jobs(built):
     assert out.returncode == 0, out.stdout + out.stderr
     # the seeded stages, once each for seed 1 (SASRec once per grid point); data,
     # embeddings and popularity are shared by the seeds and stay as they are
-    assert set(planned_jobs(out)) == {"quantize", "sid", "base_tiny", "sft", "rl", "predict", "sasrec",
-                                      "sasrec_select", "metrics"} | REPORT
+    assert set(planned_jobs(out)) == {"item_vectors", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
+                                      "sasrec", "sasrec_select", "metrics"} | REPORT
     counts = job_counts(out)
     assert counts["sft"] == 1 and counts["predict"] == 2 and counts["sasrec"] == 2
     outputs = [f for f in planned_outputs(out) if not f.startswith("results/summary")]
@@ -156,10 +156,11 @@ def test_the_sasrec_grid_trains_each_point_once_and_selection_reads_valid_only(b
     assert selection["selected"] == best["name"]
     assert (built[0] / "results/synth/seed-0/sasrec.ckpt").read_bytes() == \
         (built[0] / f"results/synth/seed-0/sasrec_grid/{best['name']}.ckpt").read_bytes()
-    # a new value trains only the new point; the selection and what reads it rerun
+    # a new value trains only the new point; the selection and what reads it rerun (with
+    # quantizer.input both, the SIDs read the selected SASRec: the LM chain too)
     more = dry_run(built, extra=[write_overlay(built, "grid.yaml", {"baselines": {"sasrec_grid": {"dropout": [0.1, 0.3, 0.5]}}})])
     assert more.returncode == 0, more.stdout + more.stderr
-    assert set(planned_jobs(more)) == {"sasrec", "sasrec_select", "metrics"} | REPORT
+    assert set(planned_jobs(more)) == {"sasrec"} | downstream({"sasrec"})
     assert job_counts(more)["sasrec"] == 1 and "sasrec_grid/dropout0.5.ckpt" in more.stdout
     # changing what every point shares retrains every point
     shared = dry_run(built, extra=[write_overlay(built, "shared.yaml", {"baselines": {"sasrec": {"hidden": 8}}})])
@@ -180,13 +181,16 @@ def test_a_bad_sasrec_grid_stops_before_any_job(built, grid, named):
     assert named in out.stdout + out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
 
 
-# rule -> the rules that consume its outputs (the tiny config's DAG); provenance and the
-# plots read every job's benchmark file as well.
+# rule -> the rules that consume its outputs (the tiny config's DAG, with config.yaml's
+# quantizer.input: both: the SIDs come from item_vectors, text beside SASRec's item
+# embeddings); provenance and the plots read every job's benchmark file as well.
 CONSUMERS = {"dataset": {"embed", "base_tiny", "sft", "rl", "predict", "popularity", "sasrec", "sasrec_select",
                          "metrics"},
-             "embed": {"quantize", "sid"}, "quantize": {"sid"}, "sid": {"sft", "rl", "predict"},
+             "embed": {"item_vectors"}, "item_vectors": {"quantize", "sid"}, "quantize": {"sid"},
+             "sid": {"sft", "rl", "predict"},
              "base_tiny": {"sft"}, "sft": {"rl", "predict"}, "rl": {"predict"}, "predict": {"metrics"},
-             "popularity": {"metrics"}, "sasrec": {"sasrec_select"}, "sasrec_select": {"metrics"},
+             "popularity": {"metrics"}, "sasrec": {"sasrec_select"},
+             "sasrec_select": {"metrics", "item_vectors"},
              "metrics": {"significance", "summary"}, "summary": set(),
              "significance": {"plots"}, "plots": set(), "provenance": set()}
 for _rule in set(CONSUMERS) - {"plots", "provenance", "summary"}:
@@ -218,11 +222,11 @@ def test_a_changed_setting_reruns_exactly_its_stage_and_what_reads_it(built, ove
 @pytest.mark.parametrize("module, importers", [
     ("sidrec/decode/beam.py", {"predict", "rl"}),
     ("sidrec/rl/rewards.py", {"rl"}),
-    ("sidrec/baselines/sasrec.py", {"sasrec", "sasrec_select"}),
+    ("sidrec/baselines/sasrec.py", {"sasrec", "sasrec_select", "item_vectors"}),
     ("sidrec/lm/prompts.py", {"base_tiny", "sft", "rl", "predict"}),
-    ("sidrec/quantize/rqvae.py", {"quantize", "sid"}),
-    ("sidrec/metrics.py", {"sasrec", "sasrec_select", "popularity", "predict", "rl", "metrics", "significance",
-                           "plots"}),
+    ("sidrec/quantize/rqvae.py", {"quantize", "sid", "item_vectors"}),
+    ("sidrec/metrics.py", {"sasrec", "sasrec_select", "item_vectors", "popularity", "predict", "rl", "metrics",
+                           "significance", "plots"}),
     ("sidrec/data/minionerec.py", {"dataset"}),
 ])
 def test_editing_a_module_makes_exactly_the_rules_that_import_it_stale(built, module, importers):

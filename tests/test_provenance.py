@@ -81,7 +81,8 @@ def test_each_model_has_its_section_and_each_job_its_times(record):
     assert models["rl"]["report"]["device"] == "cpu" and "selected" in models["rl"]["report"]
     assert "results/synth/predictions/popularity_valid.parquet" in models["popularity"]["files"]
     jobs = record["rules"]
-    assert {"dataset", "embed", "quantize", "sid", "base_tiny-synth-seed-0", "sft", "rl", "predict_sft", "predict_rl",
+    assert {"dataset", "embed", "item_vectors", "quantize", "sid", "base_tiny-synth-seed-0", "sft", "rl",
+            "predict_sft", "predict_rl",
             "popularity", "sasrec_grid/dropout0.1", "sasrec_grid/dropout0.3", "sasrec_select", "metrics",
             "significance"} == set(jobs)
     assert all(t["wall_s"] > 0 for t in jobs.values())

@@ -2,12 +2,14 @@
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from sidrec.baselines.sasrec import SASRec, SASRecConfig, save_sasrec
 from sidrec.errors import InputError
 from sidrec.quantize.inputs import collaborative_vectors, quantizer_input, unit_rows
 from sidrec.stages.item_vectors import build_item_vectors
 
+from conftest import ROOT
 from test_pipeline import built, dry_run  # noqa: F401  (the session's tiny pipeline)
 
 
@@ -83,15 +85,30 @@ def test_a_sasrec_of_another_catalogue_is_named(tmp_path):
 
 
 def test_the_dag_feeds_the_quantiser_sasrec_vectors_only_when_asked(built, tmp_path):
-    text = dry_run(built, "-p")
-    assert text.returncode == 0, text.stderr
-    assert "item_vectors" not in text.stdout  # the finished text run: nothing to do
-    overlay = tmp_path / "both.yaml"
-    overlay.write_text("quantizer: {input: both, collaborative_weight: 0.5}\n")
-    both = dry_run(built, "-p", extra=[overlay])
-    assert both.returncode == 0, both.stderr
-    out = both.stdout
-    assert "rule item_vectors:" in out and "rule quantize:" in out
-    assert "results/synth/seed-0/item_vectors.npy" in out.split("rule quantize:")[1].split("rule ")[0]
-    # the SASRec already trained is reused: only the SIDs and what depends on them rerun
-    assert "rule sasrec:" not in out and "rule embed:" not in out and "rule dataset:" not in out
+    def planned(setting):
+        overlay = tmp_path / f"{setting}.yaml"
+        overlay.write_text(f"quantizer: {{input: {setting}, collaborative_weight: 0.5}}\n")
+        out = dry_run(built, "-p", "--forceall", extra=[overlay])
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    text = planned("text")
+    assert "rule item_vectors:" not in text
+    assert "--embeddings results/synth/embeddings.npy" in text.split("rule quantize:")[1].split("rule ")[0]
+    both = planned("both")
+    quantize = both.split("rule quantize:")[1].split("rule ")[0]
+    assert "rule item_vectors:" in both and "results/synth/seed-0/item_vectors.npy" in quantize
+    assert both.index("rule sasrec_select:") < both.index("rule item_vectors:") < both.index("rule quantize:")
+
+
+def test_changing_the_quantizer_input_rebuilds_from_the_sids_on_and_keeps_sasrec(built, tmp_path):
+    built_input = yaml.safe_load((ROOT / "config/config.yaml").read_text())["quantizer"]["input"]
+    other = "text" if built_input != "text" else "both"
+    overlay = tmp_path / "other.yaml"
+    overlay.write_text(f"quantizer: {{input: {other}}}\n")
+    out = dry_run(built, extra=[overlay])
+    assert out.returncode == 0, out.stderr
+    for rule in ("quantize", "sid", "sft", "rl", "metrics"):
+        assert f"rule {rule}:" in out.stdout, rule
+    for rule in ("dataset", "embed", "sasrec", "sasrec_select", "popularity"):
+        assert f"rule {rule}:" not in out.stdout, rule

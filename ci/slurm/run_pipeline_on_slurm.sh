@@ -173,7 +173,7 @@ import sys
 from pathlib import Path
 
 work, smk_log, ctld_log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-EXPECTED = {"dataset", "embed", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
+EXPECTED = {"dataset", "embed", "item_vectors", "quantize", "sid", "base_tiny", "sft", "rl", "predict",
             "popularity", "sasrec", "sasrec_select", "metrics", "significance", "plots", "provenance",
             "summary"}
 GPU_PARTITION_RULES = {"embed", "sft", "rl", "predict"}
