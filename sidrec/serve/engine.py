@@ -38,8 +38,9 @@ class Engine:
     decode "exact" (the default, what predict reports): the search widens where the beam
     cannot prove its top items, so each answer is the model's true top-k. "beam": the
     plain constrained beam search, no certificate and no float32 rescoring: fewer forward
-    passes per batch (on a GPU, SmolLM2's exact passes cost several times the search;
-    bench/RESULTS.md), at the price of answers that may miss an item the beam pruned."""
+    passes per batch (with a bf16 model on a GPU, exact adds a float32 rescoring pass and
+    widening passes to every batch), at the price of answers that may miss an item the
+    beam pruned."""
 
     def __init__(self, recommender: Recommender, *, beam_width: int = 50, decode: str = "exact"):
         if decode not in DECODES:
