@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..vectors import unit_rows
+
 INPUTS = ("text", "collaborative", "both")
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (all-zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
 
 
 def collaborative_vectors(item_embeddings: np.ndarray, n_items: int) -> np.ndarray:
@@ -49,7 +44,8 @@ def quantizer_input(kind: str, text: np.ndarray, collaborative: np.ndarray | Non
         raise ValueError(f"{len(text)} text vectors but {len(collaborative)} collaborative ones")
     if collaborative_weight < 0:
         raise ValueError(f"collaborative_weight must be >= 0, got {collaborative_weight}")
-    collab = unit_rows(collaborative)
+    collab = unit_rows(collaborative, dtype=np.float32)
     if kind == "collaborative":
         return collab
-    return np.concatenate([unit_rows(text), np.float32(collaborative_weight) * collab], axis=1)
+    weight = np.float32(collaborative_weight)
+    return np.concatenate([unit_rows(text, dtype=np.float32), weight * collab], axis=1)

@@ -28,6 +28,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..vectors import unit_rows
+
 REWARDS = ("hit", "rank", "prefix", "similarity")
 
 
@@ -66,12 +68,6 @@ def similarity_reward(items, targets, unit_vectors) -> np.ndarray:
     """Cosine similarity; unit_vectors float [n_items, dim], rows of norm 1 (or 0)."""
     a, b = unit_vectors[np.asarray(items)], unit_vectors[np.asarray(targets)]
     return np.einsum("nd,nd->n", a, b).astype(np.float64)
-
-
-def unit_rows(vectors) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
 
 
 def reward_values(name: str, *, items, targets, groups, ranks, codes, unit_vectors=None) -> np.ndarray:
