@@ -178,10 +178,15 @@ def quantizer_params(wildcards):
     return as_json(with_seed(settings, wildcards))
 
 
+def vectors_job():
+    """The job whose output quantize and sid read: embed (quantizer.input text) or
+    item_vectors (text and/or the seed's SASRec item embeddings)."""
+    return "embed" if config["quantizer"]["input"] == "text" else "item_vectors"
+
+
 def quantizer_vectors(wildcards):
-    """What quantize and sid read: embeddings.npy for quantizer.input text, else the
-    seed's item_vectors.npy (text and/or the seed's SASRec item embeddings)."""
-    if config["quantizer"]["input"] == "text":
+    """vectors_job()'s output: embeddings.npy, or the seed's item_vectors.npy."""
+    if vectors_job() == "embed":
         return f"results/{wildcards.dataset}/embeddings.npy"
     return f"results/{wildcards.dataset}/seed-{wildcards.seed}/item_vectors.npy"
 
@@ -396,14 +401,13 @@ def _lineage_node(job, w):
         return {"spec": dataset_spec(w), "source": sources}, "workflow/scripts/dataset.py", []
     if job == "embed":
         return config["encoder"], "sidrec.cli.embed", ["dataset"]
-    vectors = "embed" if config["quantizer"]["input"] == "text" else "item_vectors"
     if job == "item_vectors":
         own = {k: config["quantizer"][k] for k in QUANTIZER_INPUT_KEYS}
         return own, "workflow/scripts/item_vectors.py", ["embed", "sasrec_select"]
     if job == "quantize":
-        return quantizer_params(w), "sidrec.cli.quantize", [vectors]
+        return quantizer_params(w), "sidrec.cli.quantize", [vectors_job()]
     if job == "sid":
-        return config["quantizer"]["codebook_size"], "workflow/scripts/sid.py", [vectors, "quantize"]
+        return config["quantizer"]["codebook_size"], "workflow/scripts/sid.py", [vectors_job(), "quantize"]
     if job == "base":
         return _base_lineage(w)
     if job == "sft":
@@ -524,8 +528,7 @@ def stage_benchmarks(wildcards):
     shared, seeded = ["dataset"], []
     if evaluated_lms():
         shared.append("embed")
-        seeded += ([] if config["quantizer"]["input"] == "text" else ["item_vectors"])
-        seeded += ["quantize", "sid"] + evaluated_lms()
+        seeded += ([] if vectors_job() == "embed" else ["item_vectors"]) + ["quantize", "sid"] + evaluated_lms()
     seeded += [f"predict_{lm}" for lm in LMS if lm in models]
     if "popularity" in models:
         shared.append("popularity")
