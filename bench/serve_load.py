@@ -6,21 +6,28 @@ gathered into one decoder batch) and off (--max-batch 1: one forward per request
     # the tiny model on the CPU (what bench/RESULTS.md reports)
     python bench/serve_load.py --results results/ml-100k --model sft --threads 1 \
         --out benchmarks/serve_load_cpu.json
-    # SmolLM2 on a GPU
+    # SmolLM2 on a GPU: plain beam and exact decoding, bf16 and float32 weights, the
+    # clients spread over 4 processes so that the load generator does not limit the load
     python bench/serve_load.py --results results/ml-100k --model sft --device cuda \
+        --decode beam exact --dtype bfloat16 float32 --client-processes 4 \
         --out benchmarks/serve_load_gpu.json
 
 The server runs in its own process, started and stopped here once per batching setting;
 the clients are one asyncio loop of httpx clients in this process. Histories are the
 valid split's (data/valid.parquet), drawn seeded, k=10, history excluded, so every
 request costs what a real one does. A request that fails (non-200) is counted and kept
-out of the latency percentiles.
+out of the latency percentiles. Each cell also reads the server's decoder totals
+(/health "decoding") before and after: the decoder's milliseconds per batch and its
+share of the wall clock (the rest is HTTP, JSON and waiting for requests), and the share
+of rows the exact decoder had to widen.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import random
 import socket
@@ -49,12 +56,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     server.add_argument("--batching", nargs="+", choices=("on", "off"), default=["on", "off"])
     server.add_argument("--decode", nargs="+", choices=("exact", "beam"), default=["exact"],
                         help="the server's decode modes to measure, each with every batching setting")
+    server.add_argument("--dtype", nargs="+", choices=("auto", "bfloat16", "float32"), default=["auto"],
+                        help="the model's weights to measure (auto: the server's default for the device)")
     load = ap.add_argument_group("the load")
     load.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     load.add_argument("--seconds", type=float, default=10.0, help="measured time per concurrency")
     load.add_argument("--warmup-seconds", type=float, default=2.0, help="unmeasured load before each")
     load.add_argument("--k", type=int, default=10)
     load.add_argument("--seed", type=int, default=0)
+    load.add_argument("--client-processes", type=int, default=1,
+                      help="processes the clients are spread over (more where the load generator's CPU limits it)")
     ap.add_argument("--out", type=Path, default=None, help="JSON of every measurement")
     return ap.parse_args(argv)
 
@@ -62,6 +73,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 def ms(value: float | None) -> str:
     """A latency for the table; "-" where no request was answered in the window."""
     return "-" if value is None else f"{value:.1f}"
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
+def decoder_cells(row: dict) -> str:
+    d = row.get("decoder")
+    if not d:
+        return "-"
+    return (f"{d['ms_per_batch']:.1f} ms/batch, busy {pct(d['busy_fraction'])}, "
+            f"widened {pct(d['widened_rows_fraction'])}, {d['tokens_per_row']:.0f} tokens/row")
 
 
 def free_port() -> int:
@@ -82,12 +105,13 @@ def histories(results: Path, n: int, seed: int) -> list[list[int]]:
 class Server:
     """`python -m sidrec.serve` in a child process on a free loopback port."""
 
-    def __init__(self, args, max_batch: int, decode: str, log_path: Path):
+    def __init__(self, args, max_batch: int, decode: str, dtype: str, log_path: Path):
         self.port = free_port()
         cmd = [sys.executable, "-m", "sidrec.serve", "--results", str(args.results), "--device", args.device,
                "--port", str(self.port), "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
                "--decode", decode]
         cmd += ["--model", args.model] if args.model else []
+        cmd += ["--dtype", dtype] if dtype != "auto" else []
         cmd += ["--threads", str(args.threads)] if args.threads else []
         self.log = open(log_path, "w")
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
@@ -115,51 +139,93 @@ class Server:
         self.log.close()
 
 
-async def run_load(url: str, concurrency: int, seconds: float, warmup: float, pool: list[list[int]],
-                   k: int) -> dict:
-    """`concurrency` clients posting back to back: `warmup` s unmeasured, then `seconds`."""
+async def drive(url: str, clients: list[int], concurrency: int, measure_from: float, stop_at: float,
+                pool: list[list[int]], k: int) -> tuple[list[float], int]:
+    """The clients numbered `clients` (of `concurrency`), posting back to back until
+    `stop_at` (wall clock, time.time()) -> (latencies in s answered inside the window
+    [measure_from, stop_at], failures there)."""
     latencies: list[float] = []
     failures = 0
+
+    async def client(index: int):
+        # One connection of its own per client, as independent callers would have
+        # (one shared pool of 64 connections costs the client more CPU per request
+        # than the server spends).
+        nonlocal failures
+        i = index
+        async with httpx.AsyncClient(base_url=url, timeout=60) as own:
+            while True:
+                sent = time.time()
+                if sent >= stop_at:
+                    return
+                response = await own.post("/recommend", json={"history": pool[i % len(pool)], "k": k})
+                done = time.time()
+                i += concurrency
+                # Requests answered inside the window count, with their whole latency
+                # (queueing included): an overloaded server whose answers take longer
+                # than the window still gets its throughput and latency measured.
+                if not measure_from <= done <= stop_at:
+                    continue
+                if response.status_code == 200:
+                    latencies.append(done - sent)
+                else:
+                    failures += 1
+
+    await asyncio.gather(*(client(c) for c in clients))
+    return latencies, failures
+
+
+def drive_in_process(job: tuple) -> tuple[list[float], int]:
+    return asyncio.run(drive(*job))
+
+
+async def run_load(url: str, concurrency: int, seconds: float, warmup: float, pool: list[list[int]],
+                   k: int, processes: int = 1) -> dict:
+    """`concurrency` clients posting back to back: `warmup` s unmeasured, then `seconds`.
+    With `processes` > 1 the clients are dealt round-robin to that many processes, so
+    that the load generator's own CPU (httpx, JSON) does not limit the load."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        start = time.perf_counter()
-        measure_from = start + warmup
+        health = (await http.get("/health")).json()
+        before, decoding_before = health["batching"], health.get("decoding") or {}
+        began = time.time()
+        measure_from = time.time() + warmup + (1.0 if processes > 1 else 0.0)  # + process start
         stop_at = measure_from + seconds
-
-        async def client(index: int):
-            # One connection of its own per client, as independent callers would have
-            # (one shared pool of 64 connections costs the client more CPU per request
-            # than the server spends).
-            nonlocal failures
-            i = index
-            async with httpx.AsyncClient(base_url=url, timeout=60) as own:
-                while True:
-                    sent = time.perf_counter()
-                    if sent >= stop_at:
-                        return
-                    response = await own.post("/recommend", json={"history": pool[i % len(pool)], "k": k})
-                    done = time.perf_counter()
-                    i += concurrency
-                    # Requests answered inside the window count, with their whole latency
-                    # (queueing included): an overloaded server whose answers take longer
-                    # than the window still gets its throughput and latency measured.
-                    if not measure_from <= done <= stop_at:
-                        continue
-                    if response.status_code == 200:
-                        latencies.append(done - sent)
-                    else:
-                        failures += 1
-
-        before = (await http.get("/health")).json()["batching"]
-        await asyncio.gather(*(client(c) for c in range(concurrency)))
-        after = (await http.get("/health")).json()["batching"]
+        groups = [list(range(p, concurrency, processes)) for p in range(min(processes, concurrency))]
+        jobs = [(url, g, concurrency, measure_from, stop_at, pool, k) for g in groups]
+        if len(jobs) == 1:
+            results = [await drive(*jobs[0])]
+        else:
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=context) as workers:
+                results = await asyncio.gather(*(asyncio.wrap_future(workers.submit(drive_in_process, job))
+                                                 for job in jobs))
+        latencies = [x for lat, _ in results for x in lat]
+        failures = sum(f for _, f in results)
+        health = (await http.get("/health")).json()
+        after, decoding_after = health["batching"], health.get("decoding") or {}
+        elapsed = time.time() - began
     ms = np.asarray(latencies) * 1000
     batches = after["batches"] - before["batches"]
-    return {"concurrency": concurrency, "seconds": seconds, "requests": len(latencies), "failures": failures,
+    # The server's decoder over warmup and window (and process start): its share of each batch's time, and
+    # what it did (rows widened past the first pass, tokens fed through the model).
+    decoded = {key: decoding_after[key] - decoding_before.get(key, 0) for key in decoding_after
+               if isinstance(decoding_after[key], (int, float)) and not isinstance(decoding_after[key], bool)}
+    decoder = None
+    if decoded.get("batches"):
+        decoder = {"batches": decoded["batches"], "rows": decoded["rows"],
+                   "ms_per_batch": 1000 * decoded["seconds"] / decoded["batches"],
+                   "busy_fraction": decoded["seconds"] / elapsed,
+                   "widened_rows_fraction": decoded.get("widened_rows", 0) / decoded["rows"],
+                   "rescored_per_row": decoded.get("rescored_candidates", 0) / decoded["rows"],
+                   "tokens_per_row": (decoded.get("prefill_tokens", 0) + decoded.get("decode_tokens", 0))
+                   / decoded["rows"]}
+    return {"concurrency": concurrency, "client_processes": len(jobs), "seconds": seconds, "requests": len(latencies), "failures": failures,
             "requests_per_s": len(latencies) / seconds,
             "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
             "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
             # over warmup and window together (the server counts every request)
-            "mean_batch": (after["requests"] - before["requests"]) / batches if batches else None}
+            "mean_batch": (after["requests"] - before["requests"]) / batches if batches else None,
+            "decoder": decoder}
 
 
 def main(argv=None) -> int:
@@ -168,19 +234,20 @@ def main(argv=None) -> int:
     pool = histories(args.results, 4096, args.seed)
     rows, health = [], None
     with tempfile.TemporaryDirectory() as tmp:
-        for decode, setting in [(d, b) for d in args.decode for b in args.batching]:
+        for decode, dtype, setting in [(d, t, b) for d in args.decode for t in args.dtype for b in args.batching]:
             max_batch = args.max_batch if setting == "on" else 1
-            server = Server(args, max_batch, decode, Path(tmp) / f"server_{decode}_{setting}.log")
+            server = Server(args, max_batch, decode, dtype, Path(tmp) / f"server_{decode}_{dtype}_{setting}.log")
             try:
                 health = server.wait_ready()
                 for concurrency in args.concurrency:
                     row = asyncio.run(run_load(server.url, concurrency, args.seconds, args.warmup_seconds,
-                                               pool, args.k))
-                    row.update(decode=decode, batching=setting, max_batch=max_batch)
+                                               pool, args.k, args.client_processes))
+                    row.update(decode=decode, dtype=health.get("dtype", dtype), batching=setting, max_batch=max_batch)
                     rows.append(row)
-                    print(f"{decode:5s} batching {setting:3s} (max_batch {max_batch:2d})  clients {concurrency:3d}  "
-                          f"{row['requests_per_s']:8.1f} req/s  p50 {ms(row['p50_ms']):>8s} ms  "
-                          f"p99 {ms(row['p99_ms']):>8s} ms  mean batch {row['mean_batch'] or 0:5.1f}  "
+                    print(f"{decode:5s} {row['dtype']:8s} batching {setting:3s} (max_batch {max_batch:2d})  "
+                          f"clients {concurrency:3d}  {row['requests_per_s']:8.1f} req/s  "
+                          f"p50 {ms(row['p50_ms']):>8s} ms  p99 {ms(row['p99_ms']):>8s} ms  "
+                          f"mean batch {row['mean_batch'] or 0:5.1f}  decoder {decoder_cells(row)}  "
                           f"failures {row['failures']}", flush=True)
             finally:
                 server.stop()
@@ -192,10 +259,13 @@ def main(argv=None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print("\n| decode | batching | clients | requests/s | p50 ms | p99 ms | mean batch |\n|---|---|---|---|---|---|---|")
+    print("\n| decode | weights | batching | clients | requests/s | p50 ms | p99 ms | mean batch "
+          "| decoder ms/batch | decoder busy | rows widened |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['decode']} | {r['batching']} (max {r['max_batch']}) | {r['concurrency']} | "
-              f"{r['requests_per_s']:.1f} | {ms(r['p50_ms'])} | {ms(r['p99_ms'])} | {r['mean_batch'] or 0:.1f} |")
+        d = r["decoder"] or {}
+        print(f"| {r['decode']} | {r['dtype']} | {r['batching']} (max {r['max_batch']}) | {r['concurrency']} | "
+              f"{r['requests_per_s']:.1f} | {ms(r['p50_ms'])} | {ms(r['p99_ms'])} | {r['mean_batch'] or 0:.1f} | "
+              f"{ms(d.get('ms_per_batch'))} | {pct(d.get('busy_fraction'))} | {pct(d.get('widened_rows_fraction'))} |")
     return 0
 
 

@@ -360,6 +360,31 @@ def test_beam_decoding_serves_catalogue_items_without_the_certificate(results, s
         beam.batcher.close()
 
 
+def test_health_reports_the_decoders_totals(client):
+    before = client.get("/health").json()["decoding"]
+    assert before["decode"] == "exact" and before["beam_width"] == 50
+    assert recommend(client, {"history": [1, 2], "k": 3}).status_code == 200
+    after = client.get("/health").json()["decoding"]
+    assert after["batches"] == before["batches"] + 1 and after["rows"] == before["rows"] + 1
+    assert after["seconds"] > before["seconds"]
+    # a float32 model on the CPU: one prefill of the prompt, exact without rescoring
+    assert after["prefill_tokens"] > before["prefill_tokens"] and after["rescored_candidates"] == 0
+
+
+def test_a_bfloat16_model_is_rescored_in_float32_and_a_float32_one_is_not(results, service):
+    bf16 = load_service(results, model="sft", max_batch=1, dtype="bfloat16")
+    try:
+        assert bf16.info["dtype"] == "bfloat16" and service.info["dtype"] == "float32"
+        engine: Engine = bf16.batcher.run_batch.__self__
+        ranked = engine.run([Query((1, 2), 5)])[0]
+        assert len(ranked.items) == 5 and all(0 <= i < N_ITEMS for i in ranked.items)
+        assert engine.stats()["rescored_candidates"] >= 5 and engine.stats()["rows"] == 1
+    finally:
+        bf16.batcher.close()
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_service(results, model="sft", dtype="float16")
+
+
 def test_an_unknown_decode_mode_is_refused(service):
     with pytest.raises(ValueError, match="decode must be one of"):
         Engine(service.batcher.run_batch.__self__.recommender, decode="greedy")
@@ -454,6 +479,7 @@ def test_catalogue_resolve_names_the_position_of_a_bad_entry():
 def test_the_command_line_binds_to_loopback_by_default():
     args = parse_args(["--results", "results/ml-100k"])
     assert args.host == "127.0.0.1" and args.model is None and args.device == "cpu" and args.max_batch == 32
+    assert args.dtype is None and parse_args(["--results", "r", "--dtype", "float32"]).dtype == "float32"
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.resources import files
-from typing import Annotated
+from typing import Annotated, Callable
 
 from fastapi import FastAPI, HTTPException, Query as QueryParam, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +33,7 @@ class Service:
     batcher: MicroBatcher      # Query -> engine.Ranked, gathered into decoder batches
     max_history: int           # most recent items a prompt holds (older ones are cut)
     info: dict = field(default_factory=dict)   # model, dataset, commit, provenance, device ...
+    decoding: Callable[[], dict] | None = None  # the engine's totals (batches, rows, seconds ...)
 
 
 class RecommendRequest(BaseModel):
@@ -199,9 +200,11 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        """Which model serves, from which run and code, and how batching has gone."""
+        """Which model serves, from which run and code, how batching has gone and where
+        the decoder's time went."""
         return {"status": "ok", **service.info, "n_items": len(catalogue), "max_history": service.max_history,
-                "batching": service.batcher.stats()}
+                "batching": service.batcher.stats(),
+                "decoding": service.decoding() if service.decoding else None}
 
     @app.get("/items", response_model=list[ItemOut])
     async def items(q: Annotated[str, QueryParam(min_length=1, max_length=200, description="part of a title")],

@@ -8,6 +8,7 @@ a request's answer does not depend on what it was batched with.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,6 +32,10 @@ class Ranked:
 
 
 DECODES = ("exact", "beam")
+# Decoder counts summed over every batch the engine ran (see `constrained_topk`'s stats):
+# with `seconds`, they say where a batch's time goes (widening, rescoring, tokens fed).
+_SUMMED_STATS = ("widened_rows", "widen_rounds", "full_fanout_rows", "rescored_candidates",
+                 "prefill_tokens", "decode_tokens")
 
 
 class Engine:
@@ -47,6 +52,13 @@ class Engine:
             raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
         self.recommender, self.beam_width, self.decode = recommender, int(beam_width), decode
         self.n_items = recommender.builder.n_items
+        self.totals = {"batches": 0, "rows": 0, "seconds": 0.0, **{key: 0 for key in _SUMMED_STATS}}
+
+    def stats(self) -> dict:
+        """Totals over every batch so far: batches, rows, decoder seconds (wall clock of
+        the decode, which ends by copying its results to the host), and the decoder's
+        counts. A copy: the worker thread keeps adding to the engine's own."""
+        return {"decode": self.decode, "beam_width": self.beam_width, **self.totals}
 
     def depth(self, query: Query) -> int:
         """Items to decode so that k survive the exclusion."""
@@ -55,11 +67,21 @@ class Engine:
 
     def run(self, queries: Sequence[Query]) -> list[Ranked]:
         depth = max(self.depth(q) for q in queries)
+        started = time.perf_counter()
         result = self.recommender.top_k([q.history for q in queries], depth, beam_width=self.beam_width,
                                         batch_size=max(1, len(queries)), exact=self.decode == "exact")
+        self._count(len(queries), time.perf_counter() - started, result.stats)
         if result.invalid:
             raise RuntimeError(f"{result.invalid} decoded outputs are not catalogue items")
         return [self._pick(q, items, scores) for q, items, scores in zip(queries, result.items, result.scores)]
+
+    def _count(self, rows: int, seconds: float, stats: dict) -> None:
+        totals = self.totals
+        totals["batches"] += 1
+        totals["rows"] += rows
+        totals["seconds"] += seconds
+        for key in _SUMMED_STATS:
+            totals[key] += int(stats.get(key, 0))
 
     @staticmethod
     def _pick(query: Query, items: np.ndarray, scores: np.ndarray) -> Ranked:

@@ -11,26 +11,34 @@ from .batcher import MicroBatcher
 from .catalogue import Catalogue
 from .engine import Engine
 
+DTYPES = (None, "bfloat16", "float32")
+
 
 def load_service(results, *, model: str | None = None, device: str | None = "cpu", max_batch: int = 32,
                  max_wait_ms: float = 5.0, max_history: int | None = None, beam_width: int = 50,
-                 seed: int | None = None, decode: str = "exact") -> Service:
+                 seed: int | None = None, decode: str = "exact", dtype: str | None = None) -> Service:
     """`results`: results/DATASET (its run of `seed`, default the lowest seed there) or
     results/DATASET/seed-S; `model`: "sft", "rl" or None (the one chosen on valid
     NDCG@10); `device` as `Recommender.from_artifacts`; `max_batch`/`max_wait_ms`: the
     gathering of concurrent requests (max_batch 1: none); `max_history`: None reads the
-    model's limit from the run; `decode`: "exact" or "beam" (see `Engine`). InputError
+    model's limit from the run; `decode`: "exact" or "beam" (see `Engine`); `dtype`:
+    "bfloat16", "float32" or None (bfloat16 on CUDA, float32 on the CPU). A float32
+    model decodes exactly without the float32 rescoring pass a bf16 one needs. InputError
     naming the missing artifact."""
     folder = ResultsFolder.find(Path(results), seed)
     model = model or select_model(folder)
     folder.check(model)
-    recommender = Recommender.from_artifacts(folder.model_dir(model), folder.items, folder.sid, device=device)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    recommender = Recommender.from_artifacts(folder.model_dir(model), folder.items, folder.sid, device=device,
+                                             dtype=dtype)
     builder = recommender.builder
     catalogue = Catalogue(builder.titles, sid_tokens(builder.codes))
     engine = Engine(recommender, beam_width=beam_width, decode=decode)
     batcher = MicroBatcher(engine.run, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
+    weights = next(recommender.model.parameters())
     info = {"model": model, "model_dir": str(folder.model_dir(model)), "dataset": folder.dataset,
             "commit": code_commit(), "provenance_sha256": provenance_sha256(folder),
-            "device": str(next(recommender.model.parameters()).device), "decode": decode,
+            "device": str(weights.device), "dtype": str(weights.dtype).removeprefix("torch."), "decode": decode,
             "beam_width": engine.beam_width}
-    return Service(catalogue, batcher, max_history or history_limit(folder, model), info)
+    return Service(catalogue, batcher, max_history or history_limit(folder, model), info, decoding=engine.stats)
