@@ -197,10 +197,21 @@ def _collate(prompts, pad_token_id: int, device) -> tuple[torch.Tensor, torch.Te
     return ids_t.to(device, non_blocking=True), mask_t.to(device, non_blocking=True)
 
 
+def _prefill_mask(attn: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """bool [R, P] (left padding) -> additive float [R, 1, P, P]: each real token sees the
+    real tokens up to itself; a pad query sees itself only (no empty softmax row; pad
+    positions are never read: their keys are masked for every real query)."""
+    R, P = attn.shape
+    causal = torch.ones(P, P, dtype=torch.bool, device=attn.device).tril()
+    see = causal & attn[:, None, :]
+    see = see | torch.eye(P, dtype=torch.bool, device=attn.device)
+    return torch.zeros(R, 1, P, P, dtype=dtype, device=attn.device).masked_fill_(~see[:, None], torch.finfo(dtype).min)
+
+
 @torch.inference_mode()
 def _decode_batch(model, ids: torch.Tensor, attn: torch.Tensor, trie: SIDTrie, *, k_eff: int,
                   widths: list[int], floor: torch.Tensor | None = None, max_width: int | None = None,
-                  n_out: int | None = None) -> _Pass:
+                  n_out: int | None = None, prefill_4d: bool = False) -> _Pass:
     """Beam-decode R left-padded rows: ids int64 [R, P], attn bool [R, P].
 
     widths[d] (d = 1..L-1): beams kept at depth d; n_out (>= k_eff, default k_eff):
@@ -209,6 +220,9 @@ def _decode_batch(model, ids: torch.Tensor, attn: torch.Tensor, trie: SIDTrie, *
     scoring >= its row's floor (one host sync per level; used only for widening
     passes), but not beyond `max_width`: what that cuts off counts as pruned, so the
     certificate stays sound. `pruned` includes the best leaf not returned.
+    prefill_4d: give the prefill our own 4D mask (causal, padding masked) instead of the
+    2D padding mask HF turns into one, whose making may read the mask on the host: a CUDA
+    graph capture (sidrec.decode.graphs) allows no host synchronisation.
     """
     R, P = ids.shape
     L = trie.levels
@@ -220,8 +234,8 @@ def _decode_batch(model, ids: torch.Tensor, attn: torch.Tensor, trie: SIDTrie, *
 
     pos = (attn.long().cumsum(1) - 1).clamp(min=0)
     plen = attn.sum(1)                                                     # [R]
-    out = model(input_ids=ids, attention_mask=attn.long(), position_ids=pos,
-                use_cache=True, logits_to_keep=1)
+    out = model(input_ids=ids, attention_mask=_prefill_mask(attn, dtype) if prefill_4d else attn.long(),
+                position_ids=pos, use_cache=True, logits_to_keep=1)
     cache, logits = out.past_key_values, out.logits                        # [R, 1, V]
     prompt_bias = torch.zeros(R, 1, 1, P, dtype=dtype, device=dev).masked_fill_(~attn[:, None, None, :], neg)
 

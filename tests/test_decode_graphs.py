@@ -1,0 +1,75 @@
+"""sidrec.decode.graphs: the plain beam search in padded, fixed shapes (replayed from
+CUDA graphs on a GPU) gives what `constrained_topk(exact=False)` gives."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.decode import SIDTrie, constrained_topk
+from sidrec.decode.graphs import BeamGraphs
+
+from test_decode import CODES, LEVEL_TOKENS, PROMPTS, _tiny
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _tiny()
+
+
+@pytest.fixture(scope="module")
+def trie():
+    return SIDTrie.build(CODES, LEVEL_TOKENS)
+
+
+@pytest.mark.parametrize("rows, k, beam_width", [(1, 5, 10), (5, 10, 10), (12, 3, 4), (12, 13, 10)])
+def test_padded_shapes_give_the_plain_beam_search_results(model, trie, rows, k, beam_width):
+    graphs = BeamGraphs(model, trie, beam_width=beam_width, pad_token_id=0, max_rows=8, length_step=16,
+                        k_step=8, capture=False)
+    got = graphs.topk(PROMPTS[:rows], k)
+    # the padded decode keeps max(k rounded up to k_step, beam_width) beams
+    width = max(-(-k // 8) * 8, beam_width)
+    want = constrained_topk(model, PROMPTS[:rows], trie, k=k, beam_width=width, exact=False, pad_token_id=0)
+    assert got.items.shape == (rows, k) and got.invalid == 0
+    np.testing.assert_array_equal(got.items, want.items)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-4)
+    # rows are padded to a power of two (at most max_rows a chunk), every chunk once
+    chunks = [min(8, rows - s) for s in range(0, rows, 8)]
+    assert graphs.counts["batches"] == len(chunks)
+    assert graphs.counts["padded_rows"] == sum(graphs.rows_bucket(c) - c for c in chunks)
+    assert graphs.counts["eager"] == len(chunks) and graphs.counts["replays"] == 0
+
+
+def test_scores_are_descending_catalogue_items_and_k_beyond_the_catalogue_is_padded(model, trie):
+    graphs = BeamGraphs(model, trie, beam_width=80, capture=False)
+    got = graphs.topk(PROMPTS[:3], len(CODES) + 5)
+    assert (got.items[:, :len(CODES)] >= 0).all() and (got.items[:, len(CODES):] == -1).all()
+    assert np.isneginf(got.scores[:, len(CODES):]).all()
+    assert all((np.diff(row[:len(CODES)]) <= 1e-6).all() for row in got.scores)
+    assert all(len(set(row[:len(CODES)])) == len(CODES) for row in got.items.tolist())
+
+
+def test_bad_arguments_are_refused(model, trie):
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA model"):
+        BeamGraphs(model, trie, capture=True)
+    with pytest.raises(ValueError, match=">= 1"):
+        BeamGraphs(model, trie, max_rows=0, capture=False)
+    graphs = BeamGraphs(model, trie, capture=False)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        graphs.topk(PROMPTS[:1], 0)
+    with pytest.raises(ValueError, match="empty prompt at row 1"):
+        graphs.topk([PROMPTS[0], []], 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_replayed_graphs_match_the_eager_padded_decode(trie):
+    model = _tiny().cuda()
+    eager = BeamGraphs(model, trie, beam_width=10, capture=False)
+    graphs = BeamGraphs(model, trie, beam_width=10)
+    for rows in (1, 3, 12, 3):   # the second 3 replays the graph the first one captured
+        want, got = eager.topk(PROMPTS[:rows], 5), graphs.topk(PROMPTS[:rows], 5)
+        np.testing.assert_array_equal(got.items, want.items)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-4)
+    assert graphs.error is None and graphs.counts["captures"] == 3 and graphs.counts["replays"] == 4
