@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     server.add_argument("--batching", nargs="+", choices=("on", "off"), default=["on", "off"])
     server.add_argument("--decode", nargs="+", choices=("exact", "beam"), default=["exact"],
                         help="the server's decode modes to measure, each with every batching setting")
+    server.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                        help="the server decodes beam eagerly on CUDA instead of replaying CUDA graphs")
     server.add_argument("--dtype", nargs="+", choices=("auto", "bfloat16", "float32"), default=["auto"],
                         help="the model's weights to measure (auto: the server's default for the device)")
     load = ap.add_argument_group("the load")
@@ -112,6 +114,7 @@ class Server:
                "--decode", decode]
         cmd += ["--model", args.model] if args.model else []
         cmd += ["--dtype", dtype] if dtype != "auto" else []
+        cmd += [] if args.cuda_graphs else ["--no-cuda-graphs"]
         cmd += ["--threads", str(args.threads)] if args.threads else []
         self.log = open(log_path, "w")
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
@@ -253,7 +256,8 @@ def main(argv=None) -> int:
                 server.stop()
     report = {"results": str(args.results), "model": health and health["model"],
               "model_dir": health and health["model_dir"], "commit": health and health["commit"],
-              "device": args.device, "threads": args.threads, "max_wait_ms": args.max_wait_ms, "k": args.k,
+              "device": args.device, "cuda_graphs": args.cuda_graphs, "threads": args.threads,
+              "max_wait_ms": args.max_wait_ms, "k": args.k,
               "cpu_count": os.cpu_count(), "command": " ".join([Path(sys.executable).name, *sys.argv]),
               "rows": rows}
     if args.out:

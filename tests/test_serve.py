@@ -385,6 +385,18 @@ def test_a_bfloat16_model_is_rescored_in_float32_and_a_float32_one_is_not(result
         load_service(results, model="sft", dtype="float16")
 
 
+def test_cuda_graphs_are_used_only_for_beam_decoding_on_cuda(results, service):
+    beam = load_service(results, model="sft", max_batch=1, decode="beam")
+    try:
+        engine: Engine = beam.batcher.run_batch.__self__
+        assert engine.graphs is None and engine.stats()["cuda_graphs"] is None  # a CPU model
+        assert service.batcher.run_batch.__self__.graphs is None                 # exact decoding
+    finally:
+        beam.batcher.close()
+    assert parse_args(["--results", "r"]).cuda_graphs is True
+    assert parse_args(["--results", "r", "--no-cuda-graphs"]).cuda_graphs is False
+
+
 def test_an_unknown_decode_mode_is_refused(service):
     with pytest.raises(ValueError, match="decode must be one of"):
         Engine(service.batcher.run_batch.__self__.recommender, decode="greedy")

@@ -5,7 +5,7 @@
     python -m sidrec.serve --results results/ml-100k --device cuda   # on a GPU
     python -m sidrec.serve --results results/ml-100k --max-batch 1   # no gathering (a baseline)
     python -m sidrec.serve --results results/ml-100k --decode beam   # no exactness certificate
-    python -m sidrec.serve --results results/ml-100k --device cuda --dtype float32  # exact, no rescoring pass
+    python -m sidrec.serve --results results/ml-100k --device cuda --decode beam   # + CUDA graphs: fastest
 
 Then open http://127.0.0.1:8000/ (the page), /docs (OpenAPI), or
     curl -s localhost:8000/recommend -H 'content-type: application/json' -d '{"history": [0, 1], "k": 5}'
@@ -34,8 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="exact (default): the certified top-k, as predict; beam: the plain beam "
                            "search, fewer passes per batch, may miss an item the beam pruned")
     what.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
-                      help="the model's weights (default: bfloat16 on CUDA, float32 on the CPU); exact "
-                           "decoding of a float32 model needs no float32 rescoring pass")
+                      help="the model's weights (default: float32 with --decode exact, which then needs "
+                           "no float32 rescoring pass; with beam, bfloat16 on CUDA, float32 on the CPU)")
+    what.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                      help="with --decode beam on CUDA: decode eagerly instead of replaying CUDA graphs")
     where = ap.add_argument_group("where")
     where.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     where.add_argument("--port", type=int, default=8000)
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
         service = load_service(args.results, model=args.model, device=args.device, max_batch=args.max_batch,
                                max_wait_ms=args.max_wait_ms, max_history=args.max_history,
                                beam_width=args.beam_width, seed=args.seed, decode=args.decode,
-                               dtype=args.dtype)
+                               dtype=args.dtype, cuda_graphs=args.cuda_graphs)
     except (InputError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

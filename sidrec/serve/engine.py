@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..decode.graphs import BeamGraphs
 from ..recommend import Recommender
 
 
@@ -45,20 +46,29 @@ class Engine:
     plain constrained beam search, no certificate and no float32 rescoring: fewer forward
     passes per batch (with a bf16 model on a GPU, exact adds a float32 rescoring pass and
     widening passes to every batch), at the price of answers that may miss an item the
-    beam pruned."""
+    beam pruned. cuda_graphs (beam on a CUDA model): replay each padded batch shape from
+    a CUDA graph (sidrec.decode.graphs), 3-9x faster at 1-64 rows on an H200, where the
+    eager decode is bound by the host's kernel launches."""
 
-    def __init__(self, recommender: Recommender, *, beam_width: int = 50, decode: str = "exact"):
+    def __init__(self, recommender: Recommender, *, beam_width: int = 50, decode: str = "exact",
+                 cuda_graphs: bool = True):
         if decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
         self.recommender, self.beam_width, self.decode = recommender, int(beam_width), decode
         self.n_items = recommender.builder.n_items
         self.totals = {"batches": 0, "rows": 0, "seconds": 0.0, **{key: 0 for key in _SUMMED_STATS}}
+        on_cuda = next(recommender.model.parameters()).device.type == "cuda"
+        self.graphs = None
+        if decode == "beam" and cuda_graphs and on_cuda:
+            self.graphs = BeamGraphs(recommender.model, recommender.trie, beam_width=self.beam_width,
+                                     pad_token_id=recommender.tokenizer.pad_token_id)
 
     def stats(self) -> dict:
         """Totals over every batch so far: batches, rows, decoder seconds (wall clock of
         the decode, which ends by copying its results to the host), and the decoder's
         counts. A copy: the worker thread keeps adding to the engine's own."""
-        return {"decode": self.decode, "beam_width": self.beam_width, **self.totals}
+        graphs = self.graphs.stats() if self.graphs else None
+        return {"decode": self.decode, "beam_width": self.beam_width, **self.totals, "cuda_graphs": graphs}
 
     def depth(self, query: Query) -> int:
         """Items to decode so that k survive the exclusion."""
@@ -68,8 +78,12 @@ class Engine:
     def run(self, queries: Sequence[Query]) -> list[Ranked]:
         depth = max(self.depth(q) for q in queries)
         started = time.perf_counter()
-        result = self.recommender.top_k([q.history for q in queries], depth, beam_width=self.beam_width,
-                                        batch_size=max(1, len(queries)), exact=self.decode == "exact")
+        histories = [q.history for q in queries]
+        if self.graphs is not None:
+            result = self.graphs.topk(self.recommender.prompts(histories), depth)
+        else:
+            result = self.recommender.top_k(histories, depth, beam_width=self.beam_width,
+                                            batch_size=max(1, len(queries)), exact=self.decode == "exact")
         self._count(len(queries), time.perf_counter() - started, result.stats)
         if result.invalid:
             raise RuntimeError(f"{result.invalid} decoded outputs are not catalogue items")
