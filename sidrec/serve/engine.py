@@ -47,7 +47,7 @@ class Engine:
     passes per batch (with a bf16 model on a GPU, exact adds a float32 rescoring pass and
     widening passes to every batch), at the price of answers that may miss an item the
     beam pruned. cuda_graphs (beam on a CUDA model): replay each padded batch shape from
-    a CUDA graph (sidrec.decode.graphs), 3-9x faster at 1-64 rows on an H200, where the
+    a CUDA graph (sidrec.decode.graphs), 2.7-9x faster at 64-1 rows on an H200, where the
     eager decode is bound by the host's kernel launches."""
 
     def __init__(self, recommender: Recommender, *, beam_width: int = 50, decode: str = "exact",
