@@ -131,7 +131,8 @@ class BeamGraphs:
                     self._decode(static_ids, static_attn, key[2])
             torch.cuda.current_stream(self.device).wait_stream(side)
             cuda_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(cuda_graph, pool=self._pool):
+            # thread_local: another thread's CUDA call (a server's) does not break the capture
+            with torch.cuda.graph(cuda_graph, pool=self._pool, capture_error_mode="thread_local"):
                 outputs = self._decode(static_ids, static_attn, key[2])
         except RuntimeError as error:  # e.g. a host synchronisation inside the forward
             self.capture, self.error = False, f"capture of shape {key} failed, running without graphs: {error}"
