@@ -165,8 +165,27 @@ def sft_params(wildcards):
     return section_params("sft", wildcards)
 
 
+# Which vectors the similarity reward compares is a choice of input file, not an RL setting.
+RL_INPUT_KEYS = ("similarity_vectors",)
+
+
+def rl_section(wildcards):
+    """The rl section with this dataset's overrides, unseeded."""
+    return {**config["rl"], **(config["datasets"][wildcards.dataset].get("rl") or {})}
+
+
 def rl_params(wildcards):
-    return section_params("rl", wildcards)
+    """rl_section less RL_INPUT_KEYS, seeded, as JSON (what sidrec.cli.rl reads)."""
+    own = {k: v for k, v in rl_section(wildcards).items() if k not in RL_INPUT_KEYS}
+    return as_json(with_seed(own, wildcards))
+
+
+def rl_vectors(wildcards):
+    """The similarity reward's item vectors: embeddings.npy (rl.similarity_vectors text)
+    or what the quantiser read (quantizer: with a collaborative input, item_vectors.npy)."""
+    if rl_section(wildcards).get("similarity_vectors", "text") == "quantizer":
+        return quantizer_vectors(wildcards)
+    return f"results/{wildcards.dataset}/embeddings.npy"
 
 
 # Which vectors the quantiser reads is a choice of input file, not a quantiser setting.
@@ -413,7 +432,10 @@ def _lineage_node(job, w):
     if job == "sft":
         return sft_params(w), "sidrec.cli.sft", ["base", "dataset", "sid"]
     if job == "rl":
-        return rl_params(w), "sidrec.cli.rl", ["sft", "dataset", "sid"]
+        # the vectors' choice joins the settings only off its default: hashes stay as they were
+        vectors = rl_section(w).get("similarity_vectors", "text")
+        own = rl_params(w) if vectors == "text" else [rl_params(w), {"similarity_vectors": vectors}]
+        return own, "sidrec.cli.rl", ["sft", "dataset", "sid"]
     if job == "predict":
         return decode_params(w), "sidrec.cli.predict", [w.lm, "dataset", "sid"]
     if job == "popularity":

@@ -7,7 +7,7 @@ rule rl:
         valid="results/{dataset}/data/valid.parquet",
         item_table="results/{dataset}/data/items.parquet",
         sid="results/{dataset}/seed-{seed}/sid.json",
-        embeddings="results/{dataset}/embeddings.npy",  # the similarity reward's item vectors
+        embeddings=rl_vectors,  # the similarity reward's item vectors (rl.similarity_vectors)
         code=code("sidrec.cli.rl"),
     output:
         directory("results/{dataset}/seed-{seed}/rl"),

@@ -27,7 +27,8 @@ SECTIONS = [
     (("lm", "tiny"), TinyConfig, set(), {"max_position_embeddings", "min_frequency"}),
     (("sft",), SFTConfig, set(), {"lora_target_modules", "bf16", "max_grad_norm",
                                   "logging_steps", "eval_batch_size", "group_by_length"}),
-    (("rl",), RLConfig, set(), {"bf16"}),
+    # similarity_vectors chooses the rl rule's input file
+    (("rl",), RLConfig, {"similarity_vectors"}, {"bf16"}),
     (("evaluate",), EvaluateConfig, set(), set()),
     (("baselines", "sasrec"), SASRecConfig, set(), {"max_len", "device", "eval_every"}),
 ]

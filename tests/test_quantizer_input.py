@@ -112,3 +112,36 @@ def test_changing_the_quantizer_input_rebuilds_from_the_sids_on_and_keeps_sasrec
         assert f"rule {rule}:" in out.stdout, rule
     for rule in ("dataset", "embed", "sasrec", "sasrec_select", "popularity"):
         assert f"rule {rule}:" not in out.stdout, rule
+
+
+def test_the_similarity_reward_reads_what_the_quantiser_read_only_when_asked(built, tmp_path):
+    built_input = yaml.safe_load((ROOT / "config/config.yaml").read_text())["quantizer"]["input"]
+    assert built_input != "text"  # the tiny pipeline's SIDs read item_vectors.npy
+
+    def rl_job(extra: str):
+        overlay = tmp_path / "rl.yaml"
+        overlay.write_text(extra)
+        out = dry_run(built, "-p", "--forceall", extra=[overlay])
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split("rule rl:")[1].split("rule ")[0]
+
+    default = rl_job("rl: {rewards: {similarity: 0.5}}\n")
+    assert "--embeddings results/synth/embeddings.npy" in default
+    asked = rl_job("rl: {similarity_vectors: quantizer, rewards: {similarity: 0.5}}\n")
+    assert "--embeddings results/synth/seed-0/item_vectors.npy" in asked
+    # the choice is an input file, not an RL hyperparameter: sidrec.cli.rl never sees it
+    assert "similarity_vectors" not in asked.split("--params")[1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl: {similarity_vectors: sasrec}\n")
+    out = dry_run(built, extra=[bad])
+    assert out.returncode != 0 and "similarity_vectors" in out.stderr + out.stdout
+
+
+def test_switching_the_similarity_vectors_reruns_rl_only(built, tmp_path):
+    overlay = tmp_path / "sim.yaml"
+    overlay.write_text("rl: {similarity_vectors: quantizer}\n")
+    out = dry_run(built, extra=[overlay])
+    assert out.returncode == 0, out.stderr
+    assert "rule rl:" in out.stdout and "rule metrics:" in out.stdout
+    for rule in ("sft", "sid", "quantize", "item_vectors", "sasrec"):
+        assert f"rule {rule}:" not in out.stdout, rule
