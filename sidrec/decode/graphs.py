@@ -136,7 +136,10 @@ class BeamGraphs:
                 outputs = self._decode(static_ids, static_attn, key[2])
         except RuntimeError as error:  # e.g. a host synchronisation inside the forward
             self.capture, self.error = False, f"capture of shape {key} failed, running without graphs: {error}"
-            torch.cuda.synchronize(self.device)
+            try:  # let the failed capture's work drain before the eager decode runs
+                torch.cuda.synchronize(self.device)
+            except RuntimeError:
+                pass
             return None
         self._pool = cuda_graph.pool()
         self.counts["captures"] += 1
