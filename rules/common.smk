@@ -153,12 +153,15 @@ def with_seed(section, wildcards):
     return {**section, "seed": int(section.get("seed", 0)) + run_seed(wildcards)}
 
 
+def merged_section(section, wildcards):
+    """A training section (`sft`, `rl`) updated with this dataset's own entry, unseeded."""
+    return {**config[section], **(config["datasets"][wildcards.dataset].get(section) or {})}
+
+
 def section_params(section, wildcards):
-    """A training section (`sft`, `rl`) for this dataset and seed: the section, updated
-    with the dataset's own entry, seeded by the job's seed, as one JSON string. Changing
-    either reruns exactly the jobs of the datasets it reaches."""
-    overrides = config["datasets"][wildcards.dataset].get(section) or {}
-    return as_json(with_seed({**config[section], **overrides}, wildcards))
+    """merged_section seeded by the job's seed, as one JSON string. Changing the section
+    or the dataset's entry reruns exactly the jobs of the datasets it reaches."""
+    return as_json(with_seed(merged_section(section, wildcards), wildcards))
 
 
 def sft_params(wildcards):
@@ -169,21 +172,16 @@ def sft_params(wildcards):
 RL_INPUT_KEYS = ("similarity_vectors",)
 
 
-def rl_section(wildcards):
-    """The rl section with this dataset's overrides, unseeded."""
-    return {**config["rl"], **(config["datasets"][wildcards.dataset].get("rl") or {})}
-
-
 def rl_params(wildcards):
-    """rl_section less RL_INPUT_KEYS, seeded, as JSON (what sidrec.cli.rl reads)."""
-    own = {k: v for k, v in rl_section(wildcards).items() if k not in RL_INPUT_KEYS}
+    """The merged rl section less RL_INPUT_KEYS, seeded, as JSON (what sidrec.cli.rl reads)."""
+    own = {k: v for k, v in merged_section("rl", wildcards).items() if k not in RL_INPUT_KEYS}
     return as_json(with_seed(own, wildcards))
 
 
 def rl_vectors(wildcards):
     """The similarity reward's item vectors: embeddings.npy (rl.similarity_vectors text)
     or what the quantiser read (quantizer: with a collaborative input, item_vectors.npy)."""
-    if rl_section(wildcards).get("similarity_vectors", "text") == "quantizer":
+    if merged_section("rl", wildcards).get("similarity_vectors", "text") == "quantizer":
         return quantizer_vectors(wildcards)
     return f"results/{wildcards.dataset}/embeddings.npy"
 
@@ -433,7 +431,7 @@ def _lineage_node(job, w):
         return sft_params(w), "sidrec.cli.sft", ["base", "dataset", "sid"]
     if job == "rl":
         # the vectors' choice joins the settings only off its default: hashes stay as they were
-        vectors = rl_section(w).get("similarity_vectors", "text")
+        vectors = merged_section("rl", w).get("similarity_vectors", "text")
         own = rl_params(w) if vectors == "text" else [rl_params(w), {"similarity_vectors": vectors}]
         return own, "sidrec.cli.rl", ["sft", "dataset", "sid"]
     if job == "predict":

@@ -6,22 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from sidrec.decode import SIDTrie, constrained_topk
+from sidrec.decode import constrained_topk
 from sidrec.decode.graphs import BeamGraphs
 
-from test_decode import CODES, LEVEL_TOKENS, PROMPTS, _tiny
+from test_decode import CODES, PROMPTS, _tiny, model, trie  # noqa: F401  (test_decode's fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def model():
-    return _tiny()
-
-
-@pytest.fixture(scope="module")
-def trie():
-    return SIDTrie.build(CODES, LEVEL_TOKENS)
 
 
 @pytest.mark.parametrize("rows, k, beam_width", [(1, 5, 10), (5, 10, 10), (12, 3, 4), (12, 13, 10)])
