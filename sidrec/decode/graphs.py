@@ -1,10 +1,9 @@
 """The plain constrained beam search (`constrained_topk(exact=False)`) replayed from CUDA graphs.
 
 Why: at serving batch sizes a decode is bound by the host, not the GPU. On the lent
-H200 one SmolLM2-135M forward cost ~32 ms of Python and kernel launches (30 layers,
-210 linear layers, ~30 us of host time each), so one request's beam decode took ~100 ms
-whatever the batch (bench/RESULTS.md, "Serving"). A CUDA graph replays a whole decode
-(prefill, the L-1 beam steps, every top-k and gather) as one launch.
+H200 an eager SmolLM2-135M beam decode took 106 ms for 1 row and 122 ms for 64: Python
+and kernel launches, whatever the batch (bench/RESULTS.md, "Serving"). A CUDA graph
+replays a whole decode (prefill, the L-1 beam steps, every top-k and gather) as one launch.
 
 A graph's shapes are fixed, so a batch is padded to a few shapes: rows up to the next
 power of two (<= `max_rows`; the extra rows repeat the first prompt and are dropped),

@@ -15,7 +15,8 @@ up in a dict keyed by prompt text: a repeated prompt got the last target written
           from the first level on (1 for the target itself). Rollouts near the target
           in the semantic tree are told apart from far ones even when no rollout hits.
   similarity  dense: the cosine similarity of the rollout's and the target's item vectors
-          (embeddings.npy, the text vectors the quantizer read; 1 for the target). Unlike
+          (rl.similarity_vectors: the text vectors, or what the quantizer read; 1 for
+          the target). Unlike
           prefix it tells apart rollouts that share no SID level with the target, so a
           group has no spread only when its rollouts are equally far from the target.
 
