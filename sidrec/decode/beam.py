@@ -182,9 +182,10 @@ def _log_probs(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
     return (out[0] if len(out) == 1 else torch.cat(out)).reshape(R, W, -1)
 
 
-def _collate(prompts, pad_token_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad -> input_ids int64 [R, P], attention_mask bool [R, P] on `device`."""
-    P = max(len(p) for p in prompts)
+def _collate(prompts, pad_token_id: int, device, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad to the longest prompt (or to `length`, if longer) -> input_ids int64 [R, P],
+    attention_mask bool [R, P] on `device`."""
+    P = max([len(p) for p in prompts] + [length or 0])
     ids = np.full((len(prompts), P), pad_token_id, dtype=np.int64)
     mask = np.zeros((len(prompts), P), dtype=bool)
     for r, p in enumerate(prompts):
@@ -597,11 +598,17 @@ def constrained_topk(model, prompts: list[list[int]], trie: SIDTrie, *, k: int,
     stats["uncertified_rows"] = int((~certified).sum())
     del ref
 
-    head = items[:, :k_eff]
-    bad = (head < 0) | (head >= trie.n_items)
+    return DecodeResult(items=items, scores=scores, invalid=invalid_entries(items[:, :k_eff], trie.n_items),
+                        stats=stats)
+
+
+def invalid_entries(head: np.ndarray, n_items: int) -> int:
+    """Entries of the lists `head` [rows, k] that are no catalogue item or repeat an item of
+    their row (a decoder's own check: 0 by construction)."""
+    bad = (head < 0) | (head >= n_items)
     dup = np.sort(head, 1)
     repeats = int(((dup[:, 1:] == dup[:, :-1]) & (dup[:, 1:] >= 0)).sum())
-    return DecodeResult(items=items, scores=scores, invalid=int(bad.sum()) + repeats, stats=stats)
+    return int(bad.sum()) + repeats
 
 
 @torch.inference_mode()

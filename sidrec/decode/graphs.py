@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .beam import DecodeResult, _collate, _decode_batch, _model_device_dtype
+from .beam import DecodeResult, _collate, _decode_batch, _model_device_dtype, invalid_entries
 from .trie import SIDTrie
 
 
@@ -80,21 +80,13 @@ class BeamGraphs:
             R = self.rows_bucket(len(chunk))
             P = _round_up(max(len(p) for p in chunk), self.length_step)
             rows = chunk + [chunk[0]] * (R - len(chunk))
-            ids, attn = _collate(rows, self.pad, self.device)
-            if ids.shape[1] < P:  # left-pad to the bucket's length
-                extra = P - ids.shape[1]
-                ids = torch.cat([ids.new_full((R, extra), self.pad), ids], 1)
-                attn = torch.cat([attn.new_zeros((R, extra)), attn], 1)
+            ids, attn = _collate(rows, self.pad, self.device, length=P)
             out_items, out_scores = self._run((R, P, k_pad), ids, attn)
             items[start:start + len(chunk), :k_eff] = out_items[:len(chunk), :k_eff].cpu().numpy()
             scores[start:start + len(chunk), :k_eff] = out_scores[:len(chunk), :k_eff].cpu().numpy()
             self.counts["batches"] += 1
             self.counts["padded_rows"] += R - len(chunk)
-        head = items[:, :k_eff]
-        bad = (head < 0) | (head >= n_items)
-        dup = np.sort(head, 1)
-        repeats = int(((dup[:, 1:] == dup[:, :-1]) & (dup[:, 1:] >= 0)).sum())
-        return DecodeResult(items=items, scores=scores, invalid=int(bad.sum()) + repeats,
+        return DecodeResult(items=items, scores=scores, invalid=invalid_entries(items[:, :k_eff], n_items),
                             stats={"rows": n, "k": k, "beam_width": self.beam_width, "graphs": self.stats()})
 
     def _decode(self, ids: torch.Tensor, attn: torch.Tensor, k_pad: int) -> tuple[torch.Tensor, torch.Tensor]:
