@@ -53,6 +53,34 @@ def test_bad_arguments_are_refused(model, trie):
         graphs.topk([PROMPTS[0], []], 3)
 
 
+def test_one_k_shape_serves_every_k_up_to_the_beam_width(model, trie):
+    graphs = BeamGraphs(model, trie, beam_width=10, capture=False)
+    assert graphs.k_bucket(1) == graphs.k_bucket(10) == 10
+    assert graphs.k_bucket(11) == min(20, trie.n_items)
+    assert graphs.k_bucket(10 ** 6) == trie.n_items
+
+
+def test_warm_captures_every_shape_of_the_given_prompt_lengths_once(model, trie, monkeypatch):
+    graphs = BeamGraphs(model, trie, beam_width=10, max_rows=8, length_step=16, capture=False)
+    assert graphs.warm([5, 40], k=10) == 0 and graphs.counts["captures"] == 0  # no capture: nothing to do
+    seen = []
+
+    def fake_capture(key, ids, attn):  # what a CUDA capture is handed: the padded shape's inputs
+        assert tuple(ids.shape) == tuple(attn.shape) == key[:2]
+        seen.append(key)
+        graphs._graphs[key] = ("graph", ids, attn, None)
+        return graphs._graphs[key]
+
+    graphs.capture = True
+    monkeypatch.setattr(graphs, "_capture", fake_capture)
+    want = [(R, P, 10) for P in (16, 48) for R in (1, 2, 4, 8)]
+    assert graphs.shapes([5, 40, 12, 33], k=3) == want
+    assert graphs.warm([5, 40, 12, 33], k=3) == len(want) and seen == want
+    assert graphs.warm([40], k=10) == 0 and len(seen) == len(want)      # captured once
+    graphs.max_graphs = len(want) + 2
+    assert graphs.warm([70], k=10) == 2                                 # up to max_graphs
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 def test_replayed_graphs_match_the_eager_padded_decode(trie):
     model = _tiny().cuda()
@@ -63,3 +91,9 @@ def test_replayed_graphs_match_the_eager_padded_decode(trie):
         np.testing.assert_array_equal(got.items, want.items)
         np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-4)
     assert graphs.error is None and graphs.counts["captures"] == 3 and graphs.counts["replays"] == 4
+    warmed = BeamGraphs(model, trie, beam_width=10)
+    assert warmed.warm([len(p) for p in PROMPTS], k=5) == len(warmed.shapes([len(p) for p in PROMPTS], 5))
+    captures = warmed.counts["captures"]
+    for rows in (1, 3, 12):   # every shape was captured ahead: only replays
+        np.testing.assert_array_equal(warmed.topk(PROMPTS[:rows], 5).items, eager.topk(PROMPTS[:rows], 5).items)
+    assert warmed.counts["captures"] == captures and warmed.counts["eager"] == 0

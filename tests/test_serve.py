@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from sidrec.decode.graphs import BeamGraphs
 from sidrec.errors import InputError
 from sidrec.lm.base import build_tiny, load_causal_lm, save_model
 from sidrec.lm.prompts import tokenizer_corpus
@@ -395,6 +396,22 @@ def test_cuda_graphs_are_used_only_for_beam_decoding_on_cuda(results, service):
         beam.batcher.close()
     assert parse_args(["--results", "r"]).cuda_graphs is True
     assert parse_args(["--results", "r", "--no-cuda-graphs"]).cuda_graphs is False
+
+
+def test_graphs_are_captured_at_start_for_every_history_length_the_server_accepts(service, monkeypatch):
+    engine: Engine = service.batcher.run_batch.__self__
+    assert engine.warm_graphs(service.max_history) == 0          # no graphs on the CPU: nothing to capture
+    recommender = engine.recommender
+    graphs = BeamGraphs(recommender.model, recommender.trie, beam_width=engine.beam_width, capture=False)
+    graphs.capture, captured = True, []
+    monkeypatch.setattr(graphs, "_capture", lambda key, ids, attn: captured.append(key) or ("graph",))
+    monkeypatch.setattr(engine, "graphs", graphs)
+    assert engine.warm_graphs(service.max_history) == len(captured) > 0
+    histories = [[0] * n for n in range(1, service.max_history + 1)] + [list(range(service.max_history))]
+    for history in histories:   # a request's shape, with k + history up to the beam width
+        P = -(-len(recommender.prompts([history])[0]) // graphs.length_step) * graphs.length_step
+        depth = min(engine.beam_width, 10 + len(history))
+        assert all((R, P, graphs.k_bucket(depth)) in captured for R in (1, 2, 64))
 
 
 def test_an_unknown_decode_mode_is_refused(service):

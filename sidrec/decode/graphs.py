@@ -8,10 +8,13 @@ replays a whole decode (prefill, the L-1 beam steps, every top-k and gather) as 
 A graph's shapes are fixed, so a batch is padded to a few shapes: rows up to the next
 power of two (<= `max_rows`; the extra rows repeat the first prompt and are dropped),
 prompts left-padded to a multiple of `length_step` tokens, and k rounded up to a multiple
-of `k_step` (the beam search then keeps max(k, beam_width) beams). One graph per
-(rows, prompt length, k), captured on first use and kept (at most `max_graphs`; shapes
-beyond that run without a graph); all share one memory pool, which is safe because they
-run one at a time and each graph's outputs are copied to the host right after its replay.
+of `k_step` (default: the beam width, so one shape serves every k up to it; the beam
+search keeps max(k, beam_width) beams). One graph per (rows, prompt length, k), captured
+on first use or ahead of it by `warm` (a capture costs a few eager decodes: left to the
+first requests, it stalled them; the first H200 load test's p99 was 1.8 s), and kept (at
+most `max_graphs`; shapes beyond that run without a graph); all share one memory pool,
+which is safe because they run one at a time and each graph's outputs are copied to the
+host right after its replay.
 
 Padding is masked, so it changes a result only by float rounding (a row's prompt sits at
 another offset); the same padded path runs without graphs (`capture=False`, the CPU),
@@ -38,8 +41,9 @@ class BeamGraphs:
     `capture`: None = on CUDA only; False runs the padded shapes eagerly."""
 
     def __init__(self, model, trie: SIDTrie, *, beam_width: int = 50, pad_token_id: int | None = None,
-                 max_rows: int = 64, length_step: int = 64, k_step: int = 8, max_graphs: int = 64,
+                 max_rows: int = 64, length_step: int = 64, k_step: int | None = None, max_graphs: int = 64,
                  capture: bool | None = None):
+        k_step = beam_width if k_step is None else k_step
         if beam_width < 1 or max_rows < 1 or length_step < 1 or k_step < 1:
             raise ValueError("beam_width, max_rows, length_step and k_step must be >= 1")
         self.model = model
@@ -64,6 +68,30 @@ class BeamGraphs:
             bucket *= 2
         return min(bucket, self.max_rows)
 
+    def k_bucket(self, k: int) -> int:
+        return min(self.trie.n_items, _round_up(min(k, self.trie.n_items), self.k_step))
+
+    def shapes(self, prompt_lengths, k: int) -> list[tuple[int, int, int]]:
+        """The padded (rows, prompt length, k) shapes that batches of prompts of these
+        lengths (tokens) asking for k items can take: every rows bucket up to max_rows."""
+        lengths = sorted({_round_up(int(n), self.length_step) for n in prompt_lengths})
+        buckets = sorted({self.rows_bucket(r) for r in range(1, self.max_rows + 1)})
+        return [(R, P, self.k_bucket(k)) for P in lengths for R in buckets]
+
+    def warm(self, prompt_lengths, k: int) -> int:
+        """Capture now every shape of `shapes(prompt_lengths, k)` not yet captured, so that
+        no request waits for a capture -> graphs captured. Nothing to do without capture."""
+        captured = 0
+        for key in self.shapes(prompt_lengths, k):
+            if not self.capture or len(self._graphs) >= self.max_graphs:
+                break
+            if key in self._graphs:
+                continue
+            R, P, _ = key
+            ids, attn = _collate([[self.pad] * P] * R, self.pad, self.device, length=P)
+            captured += self._capture(key, ids, attn) is not None
+        return captured
+
     def topk(self, prompts: list[list[int]], k: int) -> DecodeResult:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -71,8 +99,7 @@ class BeamGraphs:
         if any(len(p) == 0 for p in prompts):
             raise ValueError(f"empty prompt at row {next(i for i, p in enumerate(prompts) if not p)}")
         n, n_items = len(prompts), self.trie.n_items
-        k_eff = min(k, n_items)
-        k_pad = min(n_items, _round_up(k_eff, self.k_step))
+        k_eff, k_pad = min(k, n_items), self.k_bucket(k)
         items = np.full((n, k), -1, dtype=np.int64)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         for start in range(0, n, self.max_rows):

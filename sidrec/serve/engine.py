@@ -48,10 +48,12 @@ class Engine:
     widening passes to every batch), at the price of answers that may miss an item the
     beam pruned. cuda_graphs (beam on a CUDA model): replay each padded batch shape from
     a CUDA graph (sidrec.decode.graphs), 2.7-9x faster at 64-1 rows on an H200, where the
-    eager decode is bound by the host's kernel launches."""
+    eager decode is bound by the host's kernel launches. `max_history` (with graphs):
+    capture every shape that histories of 1..max_history items can take now, at start,
+    rather than in the first requests' path."""
 
     def __init__(self, recommender: Recommender, *, beam_width: int = 50, decode: str = "exact",
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, max_history: int | None = None):
         if decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
         self.recommender, self.beam_width, self.decode = recommender, int(beam_width), decode
@@ -62,6 +64,16 @@ class Engine:
         if decode == "beam" and cuda_graphs and on_cuda:
             self.graphs = BeamGraphs(recommender.model, recommender.trie, beam_width=self.beam_width,
                                      pad_token_id=recommender.tokenizer.pad_token_id)
+            if max_history:
+                self.warm_graphs(max_history)
+
+    def warm_graphs(self, max_history: int) -> int:
+        """Capture the graphs of every batch shape that histories of up to `max_history`
+        items and k up to the beam width can take -> graphs captured (0 without graphs)."""
+        if self.graphs is None:
+            return 0
+        lengths = [len(p) for p in self.recommender.prompts([[0] * n for n in range(1, max_history + 1)])]
+        return self.graphs.warm(lengths, k=self.beam_width)
 
     def stats(self) -> dict:
         """Totals over every batch so far: batches, rows, decoder seconds (wall clock of

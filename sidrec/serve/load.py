@@ -38,11 +38,13 @@ def load_service(results, *, model: str | None = None, device: str | None = "cpu
                                              dtype=dtype)
     builder = recommender.builder
     catalogue = Catalogue(builder.titles, sid_tokens(builder.codes))
-    engine = Engine(recommender, beam_width=beam_width, decode=decode, cuda_graphs=cuda_graphs)
+    max_history = max_history or history_limit(folder, model)
+    engine = Engine(recommender, beam_width=beam_width, decode=decode, cuda_graphs=cuda_graphs,
+                    max_history=max_history)
     batcher = MicroBatcher(engine.run, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
     weights = next(recommender.model.parameters())
     info = {"model": model, "model_dir": str(folder.model_dir(model)), "dataset": folder.dataset,
             "commit": code_commit(), "provenance_sha256": provenance_sha256(folder),
             "device": str(weights.device), "dtype": str(weights.dtype).removeprefix("torch."), "decode": decode,
             "beam_width": engine.beam_width}
-    return Service(catalogue, batcher, max_history or history_limit(folder, model), info, decoding=engine.stats)
+    return Service(catalogue, batcher, max_history, info, decoding=engine.stats)
