@@ -85,8 +85,9 @@ def decoder_cells(row: dict) -> str:
     d = row.get("decoder")
     if not d:
         return "-"
+    graphs = "" if d.get("graph_captures") is None else f", {d['graph_captures']} graph captures"
     return (f"{d['ms_per_batch']:.1f} ms/batch, busy {pct(d['busy_fraction'])}, "
-            f"widened {pct(d['widened_rows_fraction'])}, {d['tokens_per_row']:.0f} tokens/row")
+            f"widened {pct(d['widened_rows_fraction'])}, {d['tokens_per_row']:.0f} tokens/row{graphs}")
 
 
 def free_port() -> int:
@@ -222,6 +223,11 @@ async def run_load(url: str, concurrency: int, seconds: float, warmup: float, po
                    "rescored_per_row": decoded.get("rescored_candidates", 0) / decoded["rows"],
                    "tokens_per_row": (decoded.get("prefill_tokens", 0) + decoded.get("decode_tokens", 0))
                    / decoded["rows"]}
+        # CUDA graphs captured inside the cell (warm-up and window): each stalls the batches behind it
+        graphs_before, graphs_after = decoding_before.get("cuda_graphs"), decoding_after.get("cuda_graphs")
+        if graphs_after:
+            decoder["graph_captures"] = graphs_after["captures"] - (graphs_before or {}).get("captures", 0)
+            decoder["graph_eager_batches"] = graphs_after["eager"] - (graphs_before or {}).get("eager", 0)
     return {"concurrency": concurrency, "client_processes": len(jobs), "seconds": seconds, "requests": len(latencies), "failures": failures,
             "requests_per_s": len(latencies) / seconds,
             "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
