@@ -89,7 +89,7 @@ def mean_std(values) -> str:
 
 
 def table(runs=RUNS, root: Path = RESULTS) -> tuple[str, pd.DataFrame]:
-    lines = ["| dataset | config | LM chosen on valid (seeds 0 / 1 / 2) | test NDCG@10 | test HR@10 "
+    lines = ["| dataset | config | LM chosen on valid (seeds 0 / 1 / 2) | test NDCG@10 (per seed) | test HR@10 "
              "| our SASRec, same run: NDCG@10 / HR@10 | LM − SASRec per row, NDCG@10 (Wilcoxon p) "
              "| against the best peer: NDCG@10 / HR@10 | goal: above SASRec and the peer on both |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -99,13 +99,14 @@ def table(runs=RUNS, root: Path = RESULTS) -> tuple[str, pd.DataFrame]:
         peer_ndcg, peer_hr = PEERS[run.dataset]
         ndcg, hr = np.mean([r["ndcg"] for r in rows]), np.mean([r["hr"] for r in rows])
         sas_ndcg, sas_hr = np.mean([r["sasrec_ndcg"] for r in rows]), np.mean([r["sasrec_hr"] for r in rows])
+        per_seed = " / ".join(f"{r['ndcg']:.4f}" for r in rows)
         paired = " / ".join("–" if r["diff"] is None else f"{r['diff']:+.4f} ({r['p']:.2g})" for r in rows)
         met = ndcg > max(sas_ndcg, peer_ndcg) and hr > max(sas_hr, peer_hr)
         vs_peer = f"{ndcg / peer_ndcg - 1:+.0%} / {hr / peer_hr - 1:+.0%}"
         if run.dataset in MINIONEREC:
             vs_peer += f" (MiniOneRec {ndcg / MINIONEREC[run.dataset] - 1:+.0%})"
         lines.append(f"| {run.dataset} | {run.config} | {' / '.join(r['lm'] for r in rows)} "
-                     f"| {mean_std([r['ndcg'] for r in rows])} | {mean_std([r['hr'] for r in rows])} "
+                     f"| {mean_std([r['ndcg'] for r in rows])} ({per_seed}) | {mean_std([r['hr'] for r in rows])} "
                      f"| {sas_ndcg:.4f} / {sas_hr:.4f} | {paired} | {vs_peer} "
                      f"| {'**met**' if met else 'missed'}{' (stretch 1.10× too)' if met and ndcg >= 1.1 * peer_ndcg else ''} |")
         flat += [{"dataset": run.dataset, "config": run.config, **r} for r in rows]
