@@ -61,13 +61,14 @@ RUNS = [
 def value(metrics: pd.DataFrame, model: str, split: str, metric: str, k: int = 10) -> float:
     row = metrics[(metrics.model == model) & (metrics.split == split) & (metrics.metric == metric) & (metrics.k == k)]
     if len(row) != 1:
-        raise SystemExit(f"{len(row)} rows for {model} {split} {metric}@{k} in a metrics.tsv")
+        raise SystemExit(f"{metrics.attrs['path']}: {len(row)} rows for {model} {split} {metric}@{k}, expected 1")
     return float(row.value.iloc[0])
 
 
 def seed_row(run: Run, seed: int, root: Path = RESULTS) -> dict:
     metrics_path = root / run.files.format(seed=seed, kind="metrics")
     metrics = pd.read_csv(metrics_path, sep="\t")
+    metrics.attrs["path"] = metrics_path
     lms = [m for m in ("sft", "rl") if m in set(metrics.model)]
     chosen = max(lms, key=lambda m: (value(metrics, m, "valid", "NDCG"), m == "sft"))
     row = {"seed": seed, "lm": chosen, "ndcg": value(metrics, chosen, "test", "NDCG"),
