@@ -37,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="the model's weights (default: float32 with --decode exact, which then needs "
                            "no float32 rescoring pass; with beam, bfloat16 on CUDA, float32 on the CPU)")
     what.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                      help="with --decode beam on CUDA: decode eagerly instead of replaying CUDA graphs")
+                      help="with --decode beam on CUDA: decode eagerly instead of replaying CUDA graphs "
+                           "(which are captured at start, one per batch shape: some seconds before the server is ready)")
     where = ap.add_argument_group("where")
     where.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     where.add_argument("--port", type=int, default=8000)
