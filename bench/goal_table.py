@@ -70,6 +70,8 @@ def seed_row(run: Run, seed: int, root: Path = RESULTS) -> dict:
     metrics = pd.read_csv(metrics_path, sep="\t")
     metrics.attrs["path"] = metrics_path
     lms = [m for m in ("sft", "rl") if m in set(metrics.model)]
+    # sidrec.serve.artifacts.select_model's rule (sft on a tie), on the copied metrics.tsv alone:
+    # bench/results/ keeps no model folders for it to look at
     chosen = max(lms, key=lambda m: (value(metrics, m, "valid", "NDCG"), m == "sft"))
     row = {"seed": seed, "lm": chosen, "ndcg": value(metrics, chosen, "test", "NDCG"),
            "hr": value(metrics, chosen, "test", "HR"), "sasrec_ndcg": value(metrics, "sasrec", "test", "NDCG"),
