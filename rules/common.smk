@@ -168,6 +168,22 @@ def sft_params(wildcards):
     return section_params("sft", wildcards)
 
 
+def distils(wildcards):
+    """Whether this dataset's SFT distils from the seed's SASRec (sft.distill_weight > 0)."""
+    return float(merged_section("sft", wildcards).get("distill_weight") or 0) > 0
+
+
+def sft_teacher(wildcards):
+    """The teacher SFT reads: the seed's selected SASRec when distilling, else nothing."""
+    if distils(wildcards):
+        return f"results/{wildcards.dataset}/seed-{wildcards.seed}/sasrec.ckpt"
+    return []
+
+
+def sft_teacher_arg(wildcards, input):
+    return f"--teacher {shlex.quote(str(input.teacher))}" if input.teacher else ""
+
+
 # Which vectors the similarity reward compares is a choice of input file, not an RL setting.
 RL_INPUT_KEYS = ("similarity_vectors",)
 
@@ -428,7 +444,7 @@ def _lineage_node(job, w):
     if job == "base":
         return _base_lineage(w)
     if job == "sft":
-        return sft_params(w), "sidrec.cli.sft", ["base", "dataset", "sid"]
+        return sft_params(w), "sidrec.cli.sft", ["base", "dataset", "sid"] + (["sasrec_select"] if distils(w) else [])
     if job == "rl":
         # the vectors' choice joins the settings only off its default: hashes stay as they were
         vectors = merged_section("rl", w).get("similarity_vectors", "text")

@@ -45,12 +45,14 @@ rule sft:
         valid="results/{dataset}/data/valid.parquet",
         item_table="results/{dataset}/data/items.parquet",
         sid="results/{dataset}/seed-{seed}/sid.json",
+        teacher=sft_teacher,
         code=code("sidrec.cli.sft"),
     output:
         directory("results/{dataset}/seed-{seed}/sft"),
     params:
         lineage=lineage("sft"),
         hp=sft_params,
+        teacher=sft_teacher_arg,
         scratch="results/{dataset}/seed-{seed}/.scratch/sft",
         launch=launcher("zero2.yaml"),
         device=device,
@@ -67,4 +69,4 @@ rule sft:
     shell:
         "{params.launch} sidrec.cli.sft --device {params.device} --base {input.base:q}"
         " --train {input.train:q} --valid {input.valid:q} --items {input.item_table:q} --sid {input.sid:q}"
-        " --out {output:q} --scratch {params.scratch:q} --params {params.hp:q} > {log:q} 2>&1"
+        " --out {output:q} --scratch {params.scratch:q} --params {params.hp:q} {params.teacher} > {log:q} 2>&1"

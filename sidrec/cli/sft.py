@@ -23,10 +23,13 @@ def main(argv=None):
     ap.add_argument("--sid", required=True, help="sid.json")
     ap.add_argument("--out", required=True)
     ap.add_argument("--scratch", required=True, help="resumable trainer state, outside --out")
+    ap.add_argument("--teacher", default=None,
+                    help="sasrec.ckpt to distil from (needed when the params' distill_weight > 0)")
     args = ap.parse_args(argv)
     check_devices(args.device)
     run_sft(base=args.base, train=args.train, valid=args.valid, items=args.items, sid=args.sid,
-            out=args.out, scratch=args.scratch, params=parse_params(args.params), device=args.device)
+            out=args.out, scratch=args.scratch, params=parse_params(args.params), device=args.device,
+            teacher=args.teacher)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch
 
 from ..errors import InputError, config_from_section
 from .base import load_causal_lm
+from .distill import level_token_ids, sasrec_soft_targets, soft_cross_entropy
 from .prompts import TASKS, PromptBuilder, encode_examples
 from .run import (fingerprint, length_grouped_sampler, library_versions, prepare_scratch, save_final,
                   scratch_path, subset_rows, training_device)
@@ -68,6 +69,12 @@ class SFTConfig:
     max_steps: int | None = None    # caps optimizer steps (tests, benchmarks); None: epochs
     group_by_length: bool = True    # batches of similar length: far less padding
     history_loss: bool = False      # next-item loss on every history item too (see thin_windows)
+    # Distillation from the seed's SASRec (lm/distill.py): the loss on SID tokens is
+    # (1 - w) x cross-entropy + w x cross-entropy against the teacher's per-level
+    # distribution at `distill_temperature`. 0 = off (no teacher needed). The validation
+    # loss that selects the checkpoint stays the plain next-item loss.
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)
@@ -82,6 +89,10 @@ class SFTConfig:
                 raise InputError("sft", f"must be >= 1, got {getattr(self, name)}", key=name)
         if not 0 <= self.warmup_ratio <= 1:
             raise InputError("sft", f"must be in [0, 1], got {self.warmup_ratio}", key="warmup_ratio")
+        if not 0 <= self.distill_weight <= 1:
+            raise InputError("sft", f"must be in [0, 1], got {self.distill_weight}", key="distill_weight")
+        if not self.distill_temperature > 0:
+            raise InputError("sft", f"must be > 0, got {self.distill_temperature}", key="distill_temperature")
 
     @classmethod
     def from_dict(cls, params: dict) -> "SFTConfig":
@@ -95,37 +106,49 @@ class EncodedExamples(torch.utils.data.Dataset):
     starts (hundreds of thousands of examples as Python int lists would take ~40 bytes
     a token). Items are the dicts Trainer's length sampler and our collator read."""
 
-    def __init__(self, ids: list[np.ndarray], prompt_lengths: np.ndarray):
+    def __init__(self, ids: list[np.ndarray], prompt_lengths: np.ndarray, teacher=None):
         self.ids = ids
         self.prompt_lengths = np.asarray(prompt_lengths, dtype=np.int64)
+        # Per example, None or (positions of its labelled SID tokens, their soft targets
+        # float16 [n, C], their levels): what distillation needs (lm/distill.py).
+        self.teacher = teacher
 
     @classmethod
     def encode(cls, tokenizer, examples, chunk: int = 8192, *, history_loss_levels: int | None = None,
-               sid_token_ids=None) -> "EncodedExamples":
+               sid_token_ids=None, soft_targets=None) -> "EncodedExamples":
         """`history_loss_levels` = L (SID length): next-item examples also take the loss on
         every history item after the first (their SID tokens are the SID tokens of the
-        prompt), which teaches every position of the history, as SASRec trains."""
-        ids, prompt_lengths = [], []
+        prompt), which teaches every position of the history, as SASRec trains.
+
+        `soft_targets` (distillation): per example None or float16 `[m, L, C]`, the
+        teacher's distributions for its last m items' SID tokens (`distill.sasrec_soft_targets`,
+        whose m are exactly the items that carry a loss here); needs `sid_token_ids`."""
+        ids, prompt_lengths, teacher = [], [], []
         sid_lookup = None
-        if history_loss_levels:
+        if history_loss_levels or soft_targets is not None:
             sid_lookup = np.zeros(len(tokenizer) + 1, dtype=bool)
             sid_lookup[np.asarray(list(sid_token_ids), dtype=np.int64)] = True
         for start in range(0, len(examples), chunk):
             part = examples[start:start + chunk]
-            for example, (input_ids, mask) in zip(part, encode_examples(tokenizer, part)):
+            encoded = encode_examples(tokenizer, part)
+            for offset, (example, (input_ids, mask)) in enumerate(zip(part, encoded)):
                 arr = np.asarray(input_ids, dtype=np.int32)
                 loss_start = len(mask) - sum(mask)
-                if sid_lookup is not None and example.task == "next_item":
+                if history_loss_levels and example.task == "next_item":
                     sid_positions = np.flatnonzero(sid_lookup[arr[:loss_start]])
                     if len(sid_positions) > history_loss_levels:  # more than one history item
                         loss_start = int(sid_positions[history_loss_levels - 1]) + 1
                 ids.append(arr)
                 prompt_lengths.append(loss_start)
-        return cls(ids, np.asarray(prompt_lengths, dtype=np.int64))
+                if soft_targets is not None:
+                    teacher.append(_teacher_entry(arr, loss_start, sid_lookup, soft_targets[start + offset]))
+        return cls(ids, np.asarray(prompt_lengths, dtype=np.int64),
+                   teacher if soft_targets is not None else None)
 
     def select(self, keep: np.ndarray) -> "EncodedExamples":
         rows = np.flatnonzero(keep)
-        return EncodedExamples([self.ids[i] for i in rows], self.prompt_lengths[rows])
+        teacher = None if self.teacher is None else [self.teacher[i] for i in rows]
+        return EncodedExamples([self.ids[i] for i in rows], self.prompt_lengths[rows], teacher)
 
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
@@ -135,7 +158,10 @@ class EncodedExamples(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         ids = self.ids[i]
-        return {"input_ids": ids, "completion_mask": np.arange(len(ids)) >= self.prompt_lengths[i]}
+        item = {"input_ids": ids, "completion_mask": np.arange(len(ids)) >= self.prompt_lengths[i]}
+        if self.teacher is not None:
+            item["teacher"] = self.teacher[i]
+        return item
 
     def n_tokens(self) -> int:
         return int(self.lengths().sum())
@@ -146,6 +172,26 @@ class EncodedExamples(torch.utils.data.Dataset):
         h.update(self.prompt_lengths.tobytes())
         if self.ids:
             h.update(np.concatenate(self.ids).tobytes())
+        for entry in self.teacher or ():   # a resumed run must have the same teacher
+            if entry is not None:
+                for part in entry:
+                    h.update(part.tobytes())
+
+
+def _teacher_entry(ids: np.ndarray, loss_start: int, sid_lookup: np.ndarray, targets):
+    """(positions, soft targets [n, C], levels) of an example's labelled SID tokens, or
+    None for an example without a teacher. The labelled SID tokens are the last m items'
+    (every item has L tokens), in order, so they pair with the m x L rows of `targets`."""
+    if targets is None:
+        return None
+    m, levels, codebook = targets.shape
+    positions = np.flatnonzero(sid_lookup[ids])
+    positions = positions[positions >= loss_start]
+    if len(positions) != m * levels:
+        raise ValueError(f"{len(positions)} labelled SID tokens but teacher targets for {m} items "
+                         f"x {levels} levels: the rows and the examples are out of step")
+    return (positions.astype(np.int64), np.ascontiguousarray(targets.reshape(m * levels, codebook)),
+            np.tile(np.arange(levels, dtype=np.int64), m))
 
 
 @dataclass
@@ -183,8 +229,20 @@ class CompletionCollator:
         position_ids = torch.arange(width).expand(len(batch), width).clone()
         # Logits at positions first_loss - 1 .. width - 1 predict every labelled token.
         keep = max(2, width - first_loss + 1)
-        return {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids,
-                "labels": labels, "logits_to_keep": min(width, keep)}
+        out = {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids,
+               "labels": labels, "logits_to_keep": min(width, keep)}
+        entries = [b.get("teacher") for b in batch]
+        if any(e is not None for e in entries):
+            codebook = next(e for e in entries if e is not None)[1].shape[1]
+            levels = torch.full((len(batch), width), -1, dtype=torch.long)
+            soft = torch.zeros((len(batch), width, codebook), dtype=torch.float32)
+            for row, entry in enumerate(entries):
+                if entry is not None:
+                    positions, targets, level = (torch.as_tensor(a) for a in entry)
+                    levels[row, positions] = level
+                    soft[row, positions] = targets.float()
+            out["teacher_levels"], out["teacher_targets"] = levels, soft
+        return out
 
 
 def completion_loss(outputs, labels, num_items_in_batch=None):
@@ -227,6 +285,15 @@ def thin_windows(samples):
     return samples[from_end % stride == 0].reset_index(drop=True)
 
 
+def _example_soft_targets(teacher, rows, examples, sid_codes, config: SFTConfig) -> list:
+    """Per example: the teacher's soft targets for a next-item example (the i-th such
+    example is row i: `PromptBuilder.examples` keeps the rows' order), None otherwise."""
+    targets = sasrec_soft_targets(teacher, list(rows["history"]), rows["target"].tolist(), sid_codes,
+                                  history_loss=config.history_loss, temperature=config.distill_temperature)
+    row = iter(targets)
+    return [next(row) if e.task == "next_item" else None for e in examples]
+
+
 def _subset(samples, limit: int | None, seed: int):
     """A seeded random subset of rows (kept in their original order)."""
     if limit is None or limit >= len(samples):
@@ -266,7 +333,7 @@ def _wrap_lora(model, config: SFTConfig, sid_token_ids: list[int]):
 
 def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, titles: Sequence[str],
               out_dir, config: SFTConfig | dict | None = None, scratch_dir=None,
-              log: Callable[[str], None] = print, *, device: str | None = None) -> dict:
+              log: Callable[[str], None] = print, *, device: str | None = None, teacher=None) -> dict:
     """Fine-tune the model in `base_dir` on `train_samples` (+ alignment tasks), select
     the checkpoint with the lowest next-item loss on `valid_samples`, write it to `out_dir`.
 
@@ -275,8 +342,9 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
     for every process. Default: a hidden folder beside `out_dir`. `device`: "cpu" trains
     on the CPU even where CUDA is visible (a rule run with gpu=0 must not take a GPU
     that the scheduler gave to another job), "cuda" requires CUDA (RuntimeError
-    without), None takes CUDA when available. Returns the report that is also written
-    to `out_dir/sft_report.json`.
+    without), None takes CUDA when available. `teacher`: the SASRec model that
+    `distill_weight` > 0 distils from (trained on the same rows and catalogue). Returns
+    the report that is also written to `out_dir/sft_report.json`.
     """
     from accelerate import PartialState
     from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
@@ -287,6 +355,13 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     scratch = scratch_path(out_dir, scratch_dir)
     cuda, bf16 = training_device(device, config.bf16)
+    distilling = config.distill_weight > 0
+    if distilling and teacher is None:
+        raise InputError("sft", "distill_weight > 0 needs a teacher: the seed's SASRec checkpoint "
+                                "(the sft rule passes it as --teacher)", key="distill_weight")
+    if distilling and teacher.n_items != len(sid_codes):
+        raise InputError("sft", f"the teacher SASRec scores {teacher.n_items} items but the SIDs "
+                                f"cover {len(sid_codes)}: not the same catalogue", key="distill_weight")
 
     # TrainingArguments sets up the processes (`accelerate launch`, torchrun), so it comes
     # first; the step counts that depend on their number are filled in below.
@@ -337,6 +412,14 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
     per_task = {t: sum(e.task == t for e in train_examples) for t in config.tasks}
     history_loss = ({"history_loss_levels": sid_codes.shape[1], "sid_token_ids": sid_ids}
                     if config.history_loss else {})
+    if distilling:
+        started = time.perf_counter()
+        history_loss["sid_token_ids"] = sid_ids
+        history_loss["soft_targets"] = _example_soft_targets(teacher, train_rows, train_examples,
+                                                             sid_codes, config)
+        log(f"distillation: teacher targets for {sum(t is not None for t in history_loss['soft_targets'])} "
+            f"examples in {time.perf_counter() - started:.1f}s (weight {config.distill_weight}, "
+            f"temperature {config.distill_temperature})")
     train = _encode(tokenizer, train_examples, config.max_length, "train", log, **history_loss)
     valid = _encode(tokenizer, valid_examples, config.max_length, "valid", log)
     del train_examples, valid_examples  # the encoded ids are all that is needed now
@@ -367,7 +450,22 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         def on_step_end(self, args, state, control, **kwargs):
             step_ends.append(time.perf_counter())
 
+    token_ids = level_token_ids(tokenizer, sid_codes) if distilling else None
+
     class SeededTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # Training batches with teacher targets mix in the soft loss; evaluation
+            # batches have none, so the selection criterion is the plain loss.
+            levels, soft = inputs.pop("teacher_levels", None), inputs.pop("teacher_targets", None)
+            if levels is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            hard = completion_loss(outputs, labels, num_items_in_batch)
+            loss = ((1 - config.distill_weight) * hard
+                    + config.distill_weight * soft_cross_entropy(outputs.logits, soft, levels, token_ids))
+            return (loss, outputs) if return_outputs else loss
+
         def _get_train_sampler(self, train_dataset=None):
             # Batch order by (seed, epoch) only: a resumed run trains on the same batches.
             if not config.group_by_length:
@@ -406,6 +504,9 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
                                     "lora_target_modules": list(config.lora_target_modules)},
         "longest_history": int(max(len(h) for h in train_rows["history"])),
         "examples": {"train": len(train), "valid": len(valid), "train_per_task": per_task},
+        "distilled_from": None if not distilling else {"teacher": "sasrec", "n_items": int(teacher.n_items),
+                                                       "weight": config.distill_weight,
+                                                       "temperature": config.distill_temperature},
         "sid_tokens": len(sid_ids),
         "vocabulary": len(tokenizer),
         "processes": state.num_processes,
