@@ -164,13 +164,21 @@ def section_params(section, wildcards):
     return as_json(with_seed(merged_section(section, wildcards), wildcards))
 
 
-def sft_params(wildcards):
-    return section_params("sft", wildcards)
+# Distillation's keys join the sft settings only when it is on: off (absent or weight 0)
+# leaves the settings, and every hash downstream, as they were before the keys existed.
+DISTILL_KEYS = ("distill_weight", "distill_temperature")
 
 
 def distils(wildcards):
     """Whether this dataset's SFT distils from the seed's SASRec (sft.distill_weight > 0)."""
     return float(merged_section("sft", wildcards).get("distill_weight") or 0) > 0
+
+
+def sft_params(wildcards):
+    own = merged_section("sft", wildcards)
+    if not distils(wildcards):
+        own = {k: v for k, v in own.items() if k not in DISTILL_KEYS}
+    return as_json(with_seed(own, wildcards))
 
 
 def sft_teacher(wildcards):
