@@ -69,10 +69,11 @@ class SFTConfig:
     max_steps: int | None = None    # caps optimizer steps (tests, benchmarks); None: epochs
     group_by_length: bool = True    # batches of similar length: far less padding
     history_loss: bool = False      # next-item loss on every history item too (see thin_windows)
-    # Distillation from the seed's SASRec (lm/distill.py): the loss on SID tokens is
-    # (1 - w) x cross-entropy + w x cross-entropy against the teacher's per-level
-    # distribution at `distill_temperature`. 0 = off (no teacher needed). The validation
-    # loss that selects the checkpoint stays the plain next-item loss.
+    # Distillation from the seed's SASRec (lm/distill.py): a batch's loss is (1 - w) x
+    # its plain completion loss + w x the mean cross-entropy of its SID tokens against
+    # the teacher's per-level distributions at `distill_temperature`. A batch with no
+    # next-item example (alignment tasks only) keeps the plain loss. 0 = off (no
+    # teacher needed). The validation loss that selects the checkpoint stays plain.
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
 
