@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from sidrec.baselines.sasrec import SASRec, SASRecConfig, encode_histories
 from sidrec.errors import InputError
@@ -15,6 +16,7 @@ from sidrec.lm.sft import CompletionCollator, EncodedExamples, SFTConfig, comple
 from sidrec.lm.vocab import add_sid_tokens
 from sidrec.sid import code_token
 
+from conftest import ROOT
 from test_lm import CODES, N_ITEMS, TINY, TITLES, TRAIN, VALID
 from test_pipeline import built, dry_run  # noqa: F401  (the session's tiny pipeline)
 
@@ -204,16 +206,17 @@ def test_the_dag_gives_sft_the_seeds_sasrec_only_when_distilling(built, tmp_path
     assert out.returncode != 0 and "distill_weight" in out.stderr + out.stdout
 
 
-def test_turning_distillation_on_reruns_sft_and_what_follows_only(built, tmp_path):
-    overlay = tmp_path / "on.yaml"
-    overlay.write_text("sft: {distill_weight: 0.5}\n")
+def test_changing_the_distillation_weight_reruns_sft_and_what_follows_only(built, tmp_path):
+    built_weight = yaml.safe_load((ROOT / "config/config.yaml").read_text())["sft"].get("distill_weight", 0)
+    overlay = tmp_path / "weight.yaml"
+    overlay.write_text(f"sft: {{distill_weight: {0.5 if built_weight != 0.5 else 0.25}}}\n")
     out = dry_run(built, extra=[overlay])
     assert out.returncode == 0, out.stderr
     for rule in ("sft", "rl", "metrics"):
         assert f"rule {rule}:" in out.stdout, rule
     for rule in ("dataset", "embed", "sasrec", "sasrec_select", "quantize", "sid", "base_tiny"):
         assert f"rule {rule}:" not in out.stdout, rule
-    # Off (absent or 0) is what was built: nothing to do.
-    overlay.write_text("sft: {distill_weight: 0}\n")
+    # The weight that was built: nothing to do.
+    overlay.write_text(f"sft: {{distill_weight: {built_weight}}}\n")
     out = dry_run(built, extra=[overlay])
     assert out.returncode == 0 and "rule sft:" not in out.stdout, out.stdout
