@@ -8,16 +8,16 @@ import yaml
 
 from sidrec.baselines.sasrec import SASRec, SASRecConfig, encode_histories
 from sidrec.errors import InputError
-from sidrec.lm.base import build_tiny, load_causal_lm
+from sidrec.lm.base import load_causal_lm
 from sidrec.lm.distill import (labelled_items, level_distributions, level_token_ids, sasrec_soft_targets,
                                soft_cross_entropy)
-from sidrec.lm.prompts import PromptBuilder, tokenizer_corpus
+from sidrec.lm.prompts import PromptBuilder
 from sidrec.lm.sft import CompletionCollator, EncodedExamples, SFTConfig, completion_loss, train_sft
 from sidrec.lm.vocab import add_sid_tokens
 from sidrec.sid import code_token
 
 from conftest import ROOT
-from test_lm import CODES, N_ITEMS, TINY, TITLES, TRAIN, VALID
+from test_lm import CODES, N_ITEMS, TITLES, TRAIN, VALID, tiny_dir  # noqa: F401  (its fixture)
 from test_pipeline import built, dry_run  # noqa: F401  (the session's tiny pipeline)
 
 
@@ -26,13 +26,6 @@ def teacher():
     torch.manual_seed(0)
     model = SASRec(N_ITEMS, SASRecConfig(hidden=16, max_len=10))
     return model.eval()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    build_tiny(out, tokenizer_corpus(TITLES), TINY)
-    return out
 
 
 @pytest.fixture(scope="module")

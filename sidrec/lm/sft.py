@@ -302,8 +302,8 @@ def _subset(samples, limit: int | None, seed: int):
     return samples.iloc[subset_rows(len(samples), limit, seed)].reset_index(drop=True)
 
 
-def _encode(tokenizer, examples, max_length: int, name: str, log, **history_loss) -> EncodedExamples:
-    data = EncodedExamples.encode(tokenizer, examples, **history_loss)
+def _encode(tokenizer, examples, max_length: int, name: str, log, **options) -> EncodedExamples:
+    data = EncodedExamples.encode(tokenizer, examples, **options)
     fits = data.lengths() <= max_length
     if not fits.all():
         log(f"{name}: dropped {int((~fits).sum())} of {len(data)} examples longer than "
@@ -411,17 +411,17 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
     train_examples = builder.examples(train_rows, config.tasks)
     valid_examples = builder.examples(valid_rows, ("next_item",))
     per_task = {t: sum(e.task == t for e in train_examples) for t in config.tasks}
-    history_loss = ({"history_loss_levels": sid_codes.shape[1], "sid_token_ids": sid_ids}
-                    if config.history_loss else {})
+    train_options = ({"history_loss_levels": sid_codes.shape[1], "sid_token_ids": sid_ids}
+                     if config.history_loss else {})
     if distilling:
         started = time.perf_counter()
-        history_loss["sid_token_ids"] = sid_ids
-        history_loss["soft_targets"] = _example_soft_targets(teacher, train_rows, train_examples,
-                                                             sid_codes, config)
-        log(f"distillation: teacher targets for {sum(t is not None for t in history_loss['soft_targets'])} "
+        train_options["sid_token_ids"] = sid_ids
+        train_options["soft_targets"] = _example_soft_targets(teacher, train_rows, train_examples,
+                                                              sid_codes, config)
+        log(f"distillation: teacher targets for {sum(t is not None for t in train_options['soft_targets'])} "
             f"examples in {time.perf_counter() - started:.1f}s (weight {config.distill_weight}, "
             f"temperature {config.distill_temperature})")
-    train = _encode(tokenizer, train_examples, config.max_length, "train", log, **history_loss)
+    train = _encode(tokenizer, train_examples, config.max_length, "train", log, **train_options)
     valid = _encode(tokenizer, valid_examples, config.max_length, "valid", log)
     del train_examples, valid_examples  # the encoded ids are all that is needed now
     log(f"examples: train {len(train)} {per_task}, valid {len(valid)}; "
