@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from ..baselines.sasrec import load_sasrec
 from ..data.tables import read_items, read_samples
-from ..errors import InputError
 from ..lm.sft import SFTConfig, train_sft
 from ..sid import read_sid_json
 
@@ -14,10 +13,8 @@ def run_sft(*, base, train, valid, items, sid, out, scratch, params: dict, devic
     items.parquet, sid.json and, when `distill_weight` > 0, the teacher (the seed's
     sasrec.ckpt). `params`: the dataset's resolved `sft` settings."""
     config = SFTConfig.from_dict(dict(params))
-    if config.distill_weight > 0 and teacher is None:
-        raise InputError("sft", "distill_weight > 0 needs --teacher (the seed's sasrec.ckpt)",
-                         key="distill_weight")
-    teacher_model = load_sasrec(teacher)[0] if config.distill_weight > 0 else None
+    # train_sft refuses distill_weight > 0 without a teacher, before any training.
+    teacher_model = load_sasrec(teacher)[0] if config.distill_weight > 0 and teacher is not None else None
     item_table = read_items(items)
     n_items = len(item_table)
     codes = read_sid_json(sid, n_items=n_items)
