@@ -19,7 +19,11 @@ request costs what a real one does. A request that fails (non-200) is counted an
 out of the latency percentiles. Each cell also reads the server's decoder totals
 (/health "decoding") before and after: the decoder's milliseconds per batch and its
 share of the wall clock (the rest is HTTP, JSON and waiting for requests), and the share
-of rows the exact decoder had to widen.
+of rows the exact decoder had to widen. And the server's own latencies over the measured
+window (/health's histograms, read when the window opens and closes): inside the app
+(`app p99`: body read to last byte sent) and in the batcher (`queue+decode p99`: queue
+and decoder): what the client's p99 has beyond the app's is HTTP outside the app, the
+event loop and the load generator.
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))     # the repo's sidrec, however this script is started
+from sidrec.serve.latency import percentile_ms  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,6 +94,14 @@ def decoder_cells(row: dict) -> str:
     graphs = "" if d.get("graph_captures") is None else f", {d['graph_captures']} graph captures"
     return (f"{d['ms_per_batch']:.1f} ms/batch, busy {pct(d['busy_fraction'])}, "
             f"widened {pct(d['widened_rows_fraction'])}, {d['tokens_per_row']:.0f} tokens/row{graphs}")
+
+
+def server_cells(row: dict) -> str:
+    s = row.get("server")
+    if not s:
+        return "-"
+    return (f"app p50/p99 {ms(s['app_p50_ms'])}/{ms(s['app_p99_ms'])} ms, "
+            f"queue+decode p50/p99 {ms(s['queue_decode_p50_ms'])}/{ms(s['queue_decode_p99_ms'])} ms")
 
 
 def free_port() -> int:
@@ -196,6 +210,13 @@ async def run_load(url: str, concurrency: int, seconds: float, warmup: float, po
         stop_at = measure_from + seconds
         groups = [list(range(p, concurrency, processes)) for p in range(min(processes, concurrency))]
         jobs = [(url, g, concurrency, measure_from, stop_at, pool, k) for g in groups]
+
+        async def health_at(moment: float) -> dict:
+            await asyncio.sleep(max(0.0, moment - time.time()))
+            return (await http.get("/health")).json()
+
+        # The server's histograms when the window opens and closes, read while the clients run.
+        edges = asyncio.gather(health_at(measure_from), health_at(stop_at))
         if len(jobs) == 1:
             results = [await drive(*jobs[0])]
         else:
@@ -203,6 +224,7 @@ async def run_load(url: str, concurrency: int, seconds: float, warmup: float, po
             with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=context) as workers:
                 results = await asyncio.gather(*(asyncio.wrap_future(workers.submit(drive_in_process, job))
                                                  for job in jobs))
+        opened, closed = await edges
         latencies = [x for lat, _ in results for x in lat]
         failures = sum(f for _, f in results)
         health = (await http.get("/health")).json()
@@ -234,7 +256,21 @@ async def run_load(url: str, concurrency: int, seconds: float, warmup: float, po
             "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
             # over warmup and window together (the server counts every request)
             "mean_batch": (after["requests"] - before["requests"]) / batches if batches else None,
-            "decoder": decoder}
+            "decoder": decoder, "server": server_latencies(opened, closed)}
+
+
+def server_latencies(opened: dict, closed: dict) -> dict | None:
+    """p50/p99 in ms of the requests the server finished between two /health reads,
+    inside the app and in the batcher (None from a server without the histograms)."""
+    out = {}
+    for name, read in (("app", lambda h: h.get("recommend_latency_counts")),
+                       ("queue_decode", lambda h: (h.get("batching") or {}).get("latency_counts"))):
+        first, last = read(opened), read(closed)
+        if first is None or last is None:
+            return None
+        window = [b - a for a, b in zip(first, last)]
+        out[f"{name}_p50_ms"], out[f"{name}_p99_ms"] = percentile_ms(window, 50), percentile_ms(window, 99)
+    return out
 
 
 def main(argv=None) -> int:
@@ -257,7 +293,7 @@ def main(argv=None) -> int:
                           f"clients {concurrency:3d}  {row['requests_per_s']:8.1f} req/s  "
                           f"p50 {ms(row['p50_ms']):>8s} ms  p99 {ms(row['p99_ms']):>8s} ms  "
                           f"mean batch {row['mean_batch'] or 0:5.1f}  decoder {decoder_cells(row)}  "
-                          f"failures {row['failures']}", flush=True)
+                          f"server {server_cells(row)}  failures {row['failures']}", flush=True)
             finally:
                 server.stop()
     report = {"results": str(args.results), "model": health and health["model"],
@@ -270,12 +306,14 @@ def main(argv=None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     print("\n| decode | weights | batching | clients | requests/s | p50 ms | p99 ms | mean batch "
-          "| decoder ms/batch | decoder busy | rows widened |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "| decoder ms/batch | decoder busy | rows widened | app p99 ms | queue+decode p99 ms |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        d = r["decoder"] or {}
+        d, server = r["decoder"] or {}, r.get("server") or {}
         print(f"| {r['decode']} | {r['dtype']} | {r['batching']} (max {r['max_batch']}) | {r['concurrency']} | "
               f"{r['requests_per_s']:.1f} | {ms(r['p50_ms'])} | {ms(r['p99_ms'])} | {r['mean_batch'] or 0:.1f} | "
-              f"{ms(d.get('ms_per_batch'))} | {pct(d.get('busy_fraction'))} | {pct(d.get('widened_rows_fraction'))} |")
+              f"{ms(d.get('ms_per_batch'))} | {pct(d.get('busy_fraction'))} | {pct(d.get('widened_rows_fraction'))} | "
+              f"{ms(server.get('app_p99_ms'))} | {ms(server.get('queue_decode_p99_ms'))} |")
     return 0
 
 

@@ -33,6 +33,7 @@ from sidrec.serve.artifacts import ResultsFolder, code_commit, history_limit, se
 from sidrec.serve.batcher import MicroBatcher, QueueFull
 from sidrec.serve.catalogue import Catalogue, UnknownItem
 from sidrec.serve.engine import Engine, Query
+from sidrec.serve.latency import EDGES_MS, LatencyHistogram, percentile_ms
 from sidrec.serve.load import load_service
 from sidrec.sid import write_sid_json
 
@@ -335,6 +336,58 @@ def test_concurrent_requests_share_one_decoder_batch_and_get_their_own_answers(s
     assert after["requests"] - before["requests"] == len(histories)
     assert after["batches"] - before["batches"] < len(histories)   # gathered, not one forward each
     assert after["largest_batch"] > 1
+
+
+def test_health_counts_each_recommend_in_the_apps_and_the_batchers_latencies(service, client):
+    def counted(health):
+        return sum(health["recommend_latency_counts"]), sum(health["batching"]["latency_counts"])
+
+    before = counted(client.get("/health").json())
+    assert recommend(client, {"history": [1, 2], "k": 3}).status_code == 200
+    assert recommend(client, {"history": [], "k": 3}).status_code == 422    # refused before the queue
+    after = counted(client.get("/health").json())
+    assert after[0] - before[0] == 2     # both requests went through the app
+    assert after[1] - before[1] == 1     # only the valid one reached the batcher
+
+
+def test_the_batcher_counts_each_requests_time_from_submit_to_result():
+    gate = threading.Event()
+
+    def run(batch):
+        gate.wait(10)
+        return list(batch)
+
+    batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.0)
+    try:
+        future = batcher.submit(0)
+        time.sleep(0.2)              # held in the decoder for >= 200 ms
+        gate.set()
+        future.result(timeout=10)
+        counts = batcher.stats()["latency_counts"]
+        assert sum(counts) == 1
+        assert 200 <= percentile_ms(counts, 50) < 10_000
+    finally:
+        gate.set()
+        batcher.close()
+
+
+def test_latency_percentiles_read_back_within_a_bucket():
+    histogram = LatencyHistogram()
+    for ms in [1.0] * 98 + [50.0, 400.0]:
+        histogram.add(ms / 1000)
+    counts = histogram.counts()
+    assert sum(counts) == 100
+    assert 1.0 <= percentile_ms(counts, 50) < 1.1      # the bucket's upper edge: within 10 %
+    assert 1.0 <= percentile_ms(counts, 98) < 1.1
+    assert 50.0 <= percentile_ms(counts, 99) < 55.0
+    assert 400.0 <= percentile_ms(counts, 100) < 440.0
+    assert percentile_ms([0] * len(counts), 99) is None
+    histogram.add(10_000)                              # 10,000 s: above the last edge
+    assert percentile_ms(histogram.counts(), 100) == EDGES_MS[-1]
+    with pytest.raises(ValueError, match="q must be"):
+        percentile_ms(counts, 0)
+    with pytest.raises(ValueError, match="bucket counts"):
+        percentile_ms(counts[:-1], 50)
 
 
 def test_the_engine_answers_a_query_the_same_whatever_it_is_batched_with(service):

@@ -6,6 +6,7 @@ only ever parsed as JSON and looked up in the catalogue, never evaluated.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Annotated, Callable
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, String
 from .batcher import MicroBatcher, QueueFull
 from .catalogue import Catalogue, UnknownItem
 from .engine import Query
+from .latency import LatencyHistogram
 
 # A history of ids and titles fits in far less; anything bigger is refused unread.
 MAX_BODY_BYTES = 64 * 1024
@@ -34,6 +36,8 @@ class Service:
     max_history: int           # most recent items a prompt holds (older ones are cut)
     info: dict = field(default_factory=dict)   # model, dataset, commit, provenance, device ...
     decoding: Callable[[], dict] | None = None  # the engine's totals (batches, rows, seconds ...)
+    # Per POST /recommend, from the app receiving it to its last body byte sent (RecommendTimer)
+    recommend_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 class RecommendRequest(BaseModel):
@@ -148,6 +152,27 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": response.body})
 
 
+class RecommendTimer:
+    """Counts each POST /recommend's time inside the app, from the request reaching it to
+    the response's last byte handed back (body read, validation, queue, decoder, JSON),
+    in `histogram`: against the client's own latency, what is left is outside the app."""
+
+    def __init__(self, app, histogram: LatencyHistogram):
+        self.app, self.histogram = app, histogram
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") != "/recommend":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+
+        async def timed_send(message):
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.histogram.add(time.perf_counter() - started)
+
+        await self.app(scope, receive, timed_send)
+
+
 def _page() -> str:
     return files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -159,6 +184,7 @@ def create_app(service: Service) -> FastAPI:
                   description="Generative recommendation with semantic IDs: a trained model's top-k items "
                               "for a history of items. The page at / tries it in a browser.")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RecommendTimer, histogram=service.recommend_latency)   # outermost: times BodyLimit too
     page = _page()
 
     @app.exception_handler(RequestValidationError)
@@ -204,6 +230,7 @@ def create_app(service: Service) -> FastAPI:
         the decoder's time went."""
         return {"status": "ok", **service.info, "n_items": len(catalogue), "max_history": service.max_history,
                 "batching": service.batcher.stats(),
+                "recommend_latency_counts": service.recommend_latency.counts(),
                 "decoding": service.decoding() if service.decoding else None}
 
     @app.get("/items", response_model=list[ItemOut])

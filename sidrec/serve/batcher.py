@@ -20,6 +20,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, Sequence
 
+from .latency import LatencyHistogram
+
 
 class QueueFull(RuntimeError):
     """More requests waiting than the server will hold (answered 503)."""
@@ -42,6 +44,8 @@ class MicroBatcher:
         self.requests = 0      # requests served in them
         self.largest_batch = 0
         self._last_batch = 0
+        # Per request, from submit to its result: the time spent in the queue and the decoder.
+        self.latency = LatencyHistogram()
         self._thread = threading.Thread(target=self._work, name="sidrec-batcher", daemon=True)
         self._thread.start()
 
@@ -49,7 +53,7 @@ class MicroBatcher:
         """A future of `request`'s result; QueueFull when the queue is full."""
         future: Future = Future()
         try:
-            self._queue.put_nowait((request, future))
+            self._queue.put_nowait((request, future, time.perf_counter()))
         except queue.Full:
             raise QueueFull(f"{self._queue.maxsize} requests already waiting") from None
         return future
@@ -61,7 +65,8 @@ class MicroBatcher:
     def stats(self) -> dict:
         return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait_s * 1000,
                 "batches": self.batches, "requests": self.requests, "largest_batch": self.largest_batch,
-                "mean_batch": self.requests / self.batches if self.batches else None}
+                "mean_batch": self.requests / self.batches if self.batches else None,
+                "latency_counts": self.latency.counts()}
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -87,15 +92,15 @@ class MicroBatcher:
         while not self._stop.is_set():
             batch = self._gather()
             # A client that went away cancelled its future: do not decode for it.
-            batch = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
+            batch = [(r, f, t) for r, f, t in batch if f.set_running_or_notify_cancel()]
             if not batch:
                 continue
             try:
-                results = self.run_batch([r for r, _ in batch])
+                results = self.run_batch([r for r, _, _ in batch])
                 if len(results) != len(batch):
                     raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} requests")
             except Exception as error:  # every waiting request hears of it; the worker lives on
-                for _, future in batch:
+                for _, future, _ in batch:
                     future.set_exception(error)
                 continue
             finally:
@@ -103,5 +108,7 @@ class MicroBatcher:
                 self.requests += len(batch)
                 self.largest_batch = max(self.largest_batch, len(batch))
                 self._last_batch = len(batch)
-            for (_, future), result in zip(batch, results):
+            done = time.perf_counter()
+            for (_, future, submitted), result in zip(batch, results):
+                self.latency.add(done - submitted)
                 future.set_result(result)
