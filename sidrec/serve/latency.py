@@ -14,6 +14,7 @@ is what these tell apart, next to the latency the client measures
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 
 # Bucket i holds latencies in (EDGES_MS[i-1], EDGES_MS[i]]; the last one everything above
@@ -52,9 +53,6 @@ def percentile_ms(counts: list[int], q: float) -> float | None:
     total = sum(counts)
     if total == 0:
         return None
-    needed, seen = q / 100.0 * total, 0
-    for index, count in enumerate(counts):
-        seen += count
-        if seen >= needed:
-            return EDGES_MS[min(index, len(EDGES_MS) - 1)]
-    return EDGES_MS[-1]
+    needed = q / 100.0 * total
+    index = next(i for i, seen in enumerate(itertools.accumulate(counts)) if seen >= needed)
+    return EDGES_MS[min(index, len(EDGES_MS) - 1)]
