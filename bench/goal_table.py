@@ -41,7 +41,7 @@ class Run:
 RUNS = [
     Run("ml-100k", "CPU: tiny LM, `config/config.yaml` before 2026-12-05 (SIDs text + SASRec, RL; no distillation)",
         "cpu_ml100k_sid_both/seed-{seed}.{kind}.tsv", "ml-100k: semantic IDs from text and SASRec item embeddings"),
-    Run("ml-100k", "CPU: tiny LM (hidden 64), `config/config.yaml` until 7981109 (SIDs text + SASRec, SFT distilled from SASRec at 0.9, RL)",
+    Run("ml-100k", "CPU: tiny LM (hidden 64), `config/config.yaml` before 7981109 (SIDs text + SASRec, SFT distilled from SASRec at 0.9, RL)",
         "cpu_ml100k_sft_distill90/seed-{seed}.{kind}.tsv", "ml-100k, Industrial and Office: SFT distilled from the seed's SASRec"),
     Run("ml-100k", "CPU default: tiny LM at hidden 96, `config/config.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.9, RL)",
         "cpu_ml100k_tiny_hidden96_distill90/seed-{seed}.{kind}.tsv", "ml-100k: a wider tiny LM, now with distillation"),
