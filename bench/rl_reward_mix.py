@@ -56,6 +56,7 @@ def main(argv=None):
     import torch
     from sidrec.data.tables import read_items, read_samples
     from sidrec.lm.base import load_causal_lm
+    from sidrec.lm.prompts import PromptFormat
     from sidrec.lm.run import subset_rows
     from sidrec.recommend import Recommender
     from sidrec.rl.rewards import reward_values, unit_rows
@@ -77,7 +78,8 @@ def main(argv=None):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = model.to(device)
-    catalogue = Recommender(model, tokenizer, np.asarray(codes), items["title"].tolist())
+    catalogue = Recommender(model, tokenizer, np.asarray(codes), items["title"].tolist(),
+                            PromptFormat.read(run.root / args.model))
     heads = [catalogue.builder.eval_prompt(h) for h in train["history"]]
     targets = train["target"].to_numpy()
     G = args.generations

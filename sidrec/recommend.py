@@ -1,8 +1,9 @@
 """Histories -> top-K catalogue items with a fine-tuned LM: the one path from a user's
 item history to ranked items (evaluation, benchmarks, and later serving and RL).
 
-The prompt comes from `prompts.PromptBuilder.eval_prompt` (the training prompt), the
-SID tokens are looked up in the model's own tokenizer, and `decode.constrained_topk`
+The prompt comes from `prompts.PromptBuilder.eval_prompt` (the training prompt, in the
+format saved with the model: `prompts.PromptFormat`), the SID tokens are looked up in
+the model's own tokenizer, and `decode.constrained_topk`
 walks the SID trie, so every returned item is a catalogue item.
 
     rec = Recommender.from_artifacts("results/ml-100k/sft", "results/ml-100k/data/items.parquet",
@@ -20,7 +21,7 @@ from .data.tables import read_items
 from .decode.beam import DecodeResult, constrained_topk, reference_model
 from .decode.trie import SIDTrie
 from .lm.base import load_causal_lm, resolve_device
-from .lm.prompts import PromptBuilder, encode_prompt
+from .lm.prompts import PromptBuilder, PromptFormat, encode_prompt
 from .lm.vocab import level_token_ids
 from .sid import read_sid_json
 
@@ -40,9 +41,12 @@ class Recommender:
                         ids (`item_tokens`, e.g. to score a sampled SID as an item)
     """
 
-    def __init__(self, model, tokenizer, codes: np.ndarray, titles: Sequence[str]):
+    def __init__(self, model, tokenizer, codes: np.ndarray, titles: Sequence[str],
+                 prompt_format: PromptFormat = PromptFormat()):
+        """`prompt_format`: the one the model was trained on (`PromptFormat.read` of its
+        folder; `from_artifacts` reads it)."""
         self.model, self.tokenizer = model, tokenizer
-        self.builder = PromptBuilder(codes, titles)
+        self.builder = PromptBuilder(codes, titles, prompt_format=prompt_format)
         device = next(model.parameters()).device
         self.trie = SIDTrie.build(codes, level_token_ids(tokenizer, codes), device=device)
         self._reference, self._reference_of = None, None
@@ -71,15 +75,16 @@ class Recommender:
         that catalogue. `device`: "cpu", "cuda", "cuda:N" (RuntimeError without CUDA)
         or None (CUDA when available); `dtype` (torch dtype or name): default bfloat16
         on CUDA (what predict has always decoded in there), float32 on the CPU (bf16
-        matmuls on a CPU are slow or emulated). InputError naming the file for a missing
-        or malformed artifact."""
+        matmuls on a CPU are slow or emulated). The prompt format is the model folder's.
+        InputError naming the file for a missing or malformed artifact."""
         device = resolve_device(device)
         if dtype is None:
             dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
         items_table = read_items(items)
         codes = read_sid_json(sid, n_items=len(items_table))
+        prompt_format = PromptFormat.read(model_dir)  # before the weights: a bad file fails fast
         model, tokenizer = load_causal_lm(model_dir, dtype=dtype, device=device)
-        return cls(model, tokenizer, codes, items_table["title"].tolist())
+        return cls(model, tokenizer, codes, items_table["title"].tolist(), prompt_format)
 
     def prompts(self, histories: Iterable[Sequence[int]]) -> list[list[int]]:
         """Prompt ids per history, exactly as training encoded them."""

@@ -213,3 +213,13 @@ def test_changing_the_distillation_weight_reruns_sft_and_what_follows_only(built
     overlay.write_text(f"sft: {{distill_weight: {built_weight}}}\n")
     out = dry_run(built, extra=[overlay])
     assert out.returncode == 0 and "rule sft:" not in out.stdout, out.stdout
+
+
+def test_distillation_pairs_targets_with_sid_tokens_when_titles_sit_between_them(tiny_dir, tmp_path, teacher):
+    """Titles in the history put text between the labelled SID tokens (the history loss
+    labels the titles too): the teacher's targets still go to exactly the SID tokens."""
+    config = SFTConfig(max_steps=2, lr=3e-3, batch_size=16, eval_steps=2, history_loss=True, tasks=["next_item"],
+                       distill_weight=0.5, history_title_words=2)
+    report = train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, tmp_path / "titled", config, device="cpu",
+                       log=lambda *_: None, teacher=teacher)
+    assert report["distilled_from"]["weight"] == 0.5 and report["steps"] == 2

@@ -525,3 +525,60 @@ def test_history_loss_masks_from_the_second_history_item(sid_tokenizer):
     title = builder.sid_to_title(3)
     assert (EncodedExamples.encode(sid_tokenizer, [title], history_loss_levels=3, sid_token_ids=sid_ids)[0]
             ["completion_mask"] == EncodedExamples.encode(sid_tokenizer, [title])[0]["completion_mask"]).all()
+
+
+# ---------------------------------------------------------------- titles in the history
+
+def test_history_titles_follow_each_sid_and_default_to_none():
+    from sidrec.lm.prompts import PromptFormat
+    plain = PromptBuilder(CODES, TITLES)
+    titled = PromptBuilder(CODES, TITLES, prompt_format=PromptFormat(history_title_words=2))
+    assert plain.eval_prompt([3, 4]) == f"History: {plain.sid(3)} {plain.sid(4)}\nNext item:\n"
+    first_two = [" ".join(TITLES[i].split()[:2]) for i in (3, 4)]
+    assert titled.eval_prompt([3, 4]) == (f"History: {plain.sid(3)} {first_two[0]} {plain.sid(4)} {first_two[1]}"
+                                          "\nNext item:\n")
+    # Completions and the item tasks keep their form: only the history is written differently.
+    assert titled.next_item([3, 4], 5).completion == plain.sid(5)
+    assert titled.sid_to_title(3) == plain.sid_to_title(3)
+    # More words than a title has: the whole title, nothing invented.
+    whole = PromptBuilder(CODES, TITLES, prompt_format=PromptFormat(history_title_words=50))
+    assert whole.history_text([7]) == f"{plain.sid(7)} {TITLES[7]}"
+
+
+def test_prompt_format_round_trips_and_bad_files_name_themselves(tmp_path):
+    from sidrec.lm.prompts import PROMPT_FILE, PromptFormat
+    assert PromptFormat.read(tmp_path) == PromptFormat()        # a folder from before the file existed
+    PromptFormat(history_title_words=3).write(tmp_path)
+    assert PromptFormat.read(tmp_path) == PromptFormat(history_title_words=3)
+    for text, reason in (("{", "not readable JSON"), ("[3]", "expected a JSON object"),
+                         ('{"title_words": 3}', "unknown key"), ('{"history_title_words": -1}', ">= 0"),
+                         ('{"history_title_words": 1.5}', ">= 0")):
+        (tmp_path / PROMPT_FILE).write_text(text)
+        with pytest.raises(InputError, match=reason) as err:
+            PromptFormat.read(tmp_path)
+        assert PROMPT_FILE in str(err.value)
+    with pytest.raises(InputError, match="history_title_words"):
+        SFTConfig(history_title_words=-2)
+    with pytest.raises(InputError, match="history_title_words"):
+        SFTConfig(history_title_words=True)
+
+
+def test_sft_saves_its_prompt_format_and_the_recommender_prompts_with_it(tiny_dir, tmp_path):
+    from sidrec.lm.prompts import PROMPT_FILE, PromptFormat
+    from sidrec.recommend import Recommender
+    config = dict(max_steps=2, lr=3e-3, batch_size=16, eval_steps=2, tasks=["next_item"])
+    titled = train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, tmp_path / "titled",
+                       SFTConfig(**config, history_title_words=2), device="cpu", log=lambda *_: None)
+    plain = train_sft(tiny_dir, TRAIN, VALID, CODES, TITLES, tmp_path / "plain", SFTConfig(**config),
+                      device="cpu", log=lambda *_: None)
+    assert PromptFormat.read(tmp_path / "titled") == PromptFormat(history_title_words=2)
+    assert json.loads((tmp_path / "plain" / PROMPT_FILE).read_text()) == {"history_title_words": 0}
+    assert titled["config"]["history_title_words"] == 2
+    # The titled model trained on longer prompts than the plain one (same rows).
+    assert titled["train_tokens_seen"] > plain["train_tokens_seen"]
+    model, tokenizer = load_causal_lm(tmp_path / "titled")
+    rec = Recommender(model, tokenizer, CODES, TITLES, PromptFormat.read(tmp_path / "titled"))
+    words = " ".join(TITLES[4].split()[:2])
+    assert tokenizer.decode(rec.prompts([[3, 4]])[0]).endswith(f"{words}\nNext item:\n")
+    result = rec.top_k([[3, 4], [10]], k=5, beam_width=5)
+    assert result.items.shape == (2, 5) and (result.items >= 0).all()

@@ -271,6 +271,26 @@ def test_a_dataset_sft_override_reruns_its_sft_and_a_misspelt_one_is_named(built
     assert "datasets.synth.sft" in out.stdout + out.stderr and "learning_rate" in out.stdout + out.stderr
 
 
+def test_titles_in_the_history_rerun_sft_onwards_and_off_changes_nothing(built):
+    """sft.history_title_words: on, SFT and what reads its model rerun (the format travels
+    in the model folder, so predict and RL need no setting of their own); at 0 the key
+    stays out of sft's settings, so a pipeline built before it existed stays up to date."""
+    off = write_overlay(built, "titles_off.yaml", {"sft": {"history_title_words": 0}})
+    out = dry_run(built, extra=[off])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert planned_jobs(out) == {}, out.stdout[-2000:]
+    out = dry_run(built, "-p", "--forcerun", "sft", extra=[off])
+    assert "history_title_words" not in out.stdout.split("rule sft:")[1].split("rule ")[0]
+    on = write_overlay(built, "titles_on.yaml", {"sft": {"history_title_words": 3}})
+    out = dry_run(built, "-p", extra=[on])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert set(planned_jobs(out)) == {"sft", "rl", "predict", "metrics"} | REPORT
+    assert '"history_title_words": 3' in out.stdout.split("rule sft:")[1].split("rule ")[0]
+    bad = write_overlay(built, "titles_bad.yaml", {"sft": {"history_title_words": -1}})
+    out = dry_run(built, extra=[bad])
+    assert out.returncode != 0 and "history_title_words" in out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("section, override, named", [
     ("sft", {"epochs": -3}, "datasets.synth.sft.epochs"),
     ("sft", {"lr": "fast"}, "datasets.synth.sft.lr"),

@@ -373,3 +373,30 @@ def _sid(root):
     if not path.exists():
         write_sid_json(path, CODES)
     return path
+
+
+def test_rl_prompts_with_the_sft_models_format_and_keeps_it(sft_dir, tmp_path, one_thread, monkeypatch):
+    """A model SFT trained with titles in its histories: RL's rows are prompted that way,
+    and rl/ carries the format on to evaluation and serving."""
+    import shutil
+
+    import sidrec.rl.grpo as grpo
+    from sidrec.lm.prompts import PromptFormat
+    titled = tmp_path / "sft"
+    shutil.copytree(sft_dir, titled)
+    PromptFormat(history_title_words=1).write(titled)
+    seen = []
+    real_rows = grpo.rl_rows
+
+    def recorded_rows(builder, *args, **kwargs):
+        seen.append(real_rows(builder, *args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(grpo, "rl_rows", recorded_rows)
+    train = samples(40, target=5)
+    small_run(titled, tmp_path / "rl", max_steps=2, eval_steps=2)
+    first_history = train["history"].iloc[seen[0]["sample"][0]]
+    assert " ".join(TITLES[int(first_history[-1])].split()[:1]) + "\nNext item:\n" in seen[0]["prompt"][0]
+    assert PromptFormat.read(tmp_path / "rl") == PromptFormat(history_title_words=1)
+    rec = Recommender.from_artifacts(tmp_path / "rl", _items(tmp_path), _sid(tmp_path))
+    assert rec.builder.prompt_format == PromptFormat(history_title_words=1)

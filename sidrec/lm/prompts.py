@@ -14,6 +14,11 @@ Tasks (MiniOneRec's current three, the alignment one in both directions):
   title_to_sid      an item's title      -> its SID
   history_to_title  SID history          -> next item's title
 
+A history item is its SID, or, with `PromptFormat.history_title_words` N > 0, its SID
+followed by the first N words of its title (text the LM can read beside the codes). The
+format is an SFT setting saved in the model folder (`prompt.json`): RL, evaluation and
+serving read it from the model they load, so they cannot prompt it differently.
+
 Prompt and completion are tokenized separately and concatenated (`encode_example`), and
 evaluation tokenizes the prompt alone with the same call (`encode_prompt`), so the prompt
 ids the model sees at evaluation are exactly those it was trained on. SID tokens are
@@ -21,11 +26,14 @@ added tokens of the tokenizer, so they never merge with their neighbours.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..sid import code_token
 
 TASKS = ("next_item", "sid_to_title", "title_to_sid", "history_to_title")
@@ -49,6 +57,45 @@ class Example:
     task: str = "next_item"
 
 
+PROMPT_FILE = "prompt.json"
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a history is written: fixed when SFT trains the model, saved beside its
+    weights (`write`), read back by everything that prompts that model (`read`)."""
+    history_title_words: int = 0    # 0: SIDs only; N: each item's SID, then N title words
+
+    def __post_init__(self):
+        words = self.history_title_words
+        if isinstance(words, bool) or not isinstance(words, int) or words < 0:
+            raise InputError("sft", f"must be an integer >= 0, got {words!r}", key="history_title_words")
+
+    def write(self, folder) -> None:
+        (Path(folder) / PROMPT_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def read(cls, folder) -> "PromptFormat":
+        """The format saved in a model folder; the SID-only default for a folder without
+        one (models trained before the format was saved)."""
+        path = Path(folder) / PROMPT_FILE
+        if not path.exists():
+            return cls()
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise InputError(path, f"not readable JSON: {err}") from None
+        if not isinstance(values, dict):
+            raise InputError(path, f"expected a JSON object, got {type(values).__name__}")
+        unknown = sorted(set(values) - {"history_title_words"})
+        if unknown:
+            raise InputError(path, f"unknown key(s) {unknown}; expected history_title_words")
+        try:
+            return cls(**values)
+        except InputError as err:
+            raise InputError(path, err.reason, key=err.key) from None
+
+
 def clean_title(title) -> str:
     """One line, single spaces: a newline inside a title would fake a template line."""
     return " ".join(str(title).split())
@@ -58,10 +105,12 @@ class PromptBuilder:
     """Renders prompts from item SIDs (`sid_codes[i]` = codes of item i, one per level)
     and titles (`titles[i]` = title of item i)."""
 
-    def __init__(self, sid_codes: np.ndarray, titles: Sequence[str], max_history: int | None = None):
+    def __init__(self, sid_codes: np.ndarray, titles: Sequence[str], max_history: int | None = None,
+                 prompt_format: PromptFormat = PromptFormat()):
         """`max_history`: the most recent items a prompt keeps; None keeps the whole
         history, already cut to the dataset's `max_history` by the data stage (the one
-        setting, shared with SASRec), for training and evaluation alike."""
+        setting, shared with SASRec), for training and evaluation alike. `prompt_format`:
+        how a history item is written (the model folder's, see `PromptFormat`)."""
         codes = np.asarray(sid_codes)
         if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
             raise ValueError(f"sid_codes must be an integer array [n_items, levels], got "
@@ -74,6 +123,11 @@ class PromptBuilder:
         self.max_history = None if max_history is None else int(max_history)
         self.sids = ["".join(code_token(level, c) for level, c in enumerate(row)) for row in codes]
         self.titles = [clean_title(t) for t in titles]
+        self.prompt_format = prompt_format
+        words = prompt_format.history_title_words
+        # What a history shows of each item: its SID, then (if asked) its title's first words.
+        self._history_items = self.sids if not words else [
+            " ".join([sid, *title.split()[:words]]) for sid, title in zip(self.sids, self.titles)]
 
     @property
     def n_items(self) -> int:
@@ -89,7 +143,7 @@ class PromptBuilder:
             recent = recent[-self.max_history:]
         if not recent:
             raise ValueError("empty history")
-        return ITEM_SEPARATOR.join(self.sids[i] for i in recent)
+        return ITEM_SEPARATOR.join(self._history_items[i] for i in recent)
 
     # -- the four tasks ---------------------------------------------------------------
 

@@ -204,11 +204,13 @@ def library_versions(*extra: str) -> dict:
     return versions
 
 
-def save_final(out_dir, model, tokenizer, report: dict, *, report_name: str, dtype=None) -> Path:
+def save_final(out_dir, model, tokenizer, report: dict, *, report_name: str, dtype=None,
+               write_extra: Callable[[Path], None] | None = None) -> Path:
     """Write the run's folder atomically: `save_pretrained` model (cast to `dtype`, e.g.
-    the base's own, when given; safetensors), tokenizer, and `report` as `report_name`
-    (e.g. "sft_report.json"). Anything failing on the way leaves the old folder as it
-    was. Call it on the main process only."""
+    the base's own, when given; safetensors), tokenizer, `report` as `report_name`
+    (e.g. "sft_report.json"), and whatever `write_extra(folder)` adds (e.g. the prompt
+    format). Anything failing on the way leaves the old folder as it was. Call it on the
+    main process only."""
     if not report_name.endswith(".json") or Path(report_name).name != report_name:
         raise ValueError(f"report_name must be a plain *.json file name, got {report_name!r}")
     text = json.dumps(report, indent=1) + "\n"  # a report that cannot be written fails before the model
@@ -218,4 +220,6 @@ def save_final(out_dir, model, tokenizer, report: dict, *, report_name: str, dty
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / report_name).write_text(text)
+        if write_extra is not None:
+            write_extra(tmp)
     return Path(out_dir)

@@ -12,7 +12,9 @@ warmup, gradient accumulation, evaluation, early stopping, checkpoints, bf16 on 
 and `accelerate launch` (DDP / DeepSpeed) for free.
 
 Output folder: `save_pretrained` model + tokenizer (SID tokens included), a greedy
-`generation_config.json`, and `sft_report.json`. Written beside `out_dir` and renamed.
+`generation_config.json`, `prompt.json` (the prompt format it was trained on, which
+everything downstream reads: `prompts.PromptFormat`) and `sft_report.json`. Written
+beside `out_dir` and renamed.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import torch
 from ..errors import InputError, config_from_section
 from .base import load_causal_lm
 from .distill import level_token_ids, sasrec_soft_targets, soft_cross_entropy
-from .prompts import TASKS, PromptBuilder, encode_examples
+from .prompts import TASKS, PromptBuilder, PromptFormat, encode_examples
 from .run import (fingerprint, length_grouped_sampler, library_versions, prepare_scratch, save_final,
                   scratch_path, subset_rows, training_device)
 from .vocab import add_sid_tokens, greedy_generation_config
@@ -76,6 +78,9 @@ class SFTConfig:
     # teacher needed). The validation loss that selects the checkpoint stays plain.
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    # Each history item's SID followed by the first N words of its title (0: SIDs only);
+    # saved with the model as its prompt format (prompts.PromptFormat).
+    history_title_words: int = 0
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)
@@ -94,6 +99,7 @@ class SFTConfig:
             raise InputError("sft", f"must be in [0, 1], got {self.distill_weight}", key="distill_weight")
         if not self.distill_temperature > 0:
             raise InputError("sft", f"must be > 0, got {self.distill_temperature}", key="distill_temperature")
+        PromptFormat(self.history_title_words)  # raises InputError naming the key
 
     @classmethod
     def from_dict(cls, params: dict) -> "SFTConfig":
@@ -401,7 +407,8 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
 
     # Examples: the tasks on the training rows; validation is the next-item task only,
     # the one that is evaluated. Every process builds the same, deterministically.
-    builder = PromptBuilder(sid_codes, titles)
+    prompt_format = PromptFormat(config.history_title_words)
+    builder = PromptBuilder(sid_codes, titles, prompt_format=prompt_format)
     train_rows = _subset(train_samples, config.max_train_samples, config.seed)
     if config.history_loss:
         before = len(train_rows)
@@ -533,7 +540,8 @@ def train_sft(base_dir, train_samples, valid_samples, sid_codes: np.ndarray, tit
         "versions": library_versions(),
     }
     if state.is_main_process:
-        save_final(out_dir, model, tokenizer, report, report_name="sft_report.json", dtype=save_dtype)
+        save_final(out_dir, model, tokenizer, report, report_name="sft_report.json", dtype=save_dtype,
+                   write_extra=prompt_format.write)
         shutil.rmtree(scratch, ignore_errors=True)
         log(f"wrote {out_dir} in {seconds:.1f}s (best eval loss {report['best_eval_loss']})")
     state.wait_for_everyone()

@@ -34,7 +34,7 @@ from ..errors import InputError, config_from_section
 from ..io import atomic_dir
 from ..lm.base import load_causal_lm
 from ..decode.beam import constrained_topk
-from ..lm.prompts import PromptBuilder, encode_prompt
+from ..lm.prompts import PromptBuilder, PromptFormat, encode_prompt
 from ..lm.run import fingerprint, library_versions, prepare_scratch, scratch_path, subset_rows, training_device
 from ..metrics import ndcg_at_k
 from .rewards import REWARDS, trl_reward_functions
@@ -182,13 +182,15 @@ def _save_copy(model, tokenizer, path, dtype) -> None:
         tokenizer.save_pretrained(tmp)
 
 
-def _write_output(out_dir, source_dir, report: dict) -> None:
-    """out_dir := the model folder `source_dir` (best step, or sft/) + the report."""
+def _write_output(out_dir, source_dir, report: dict, prompt_format: PromptFormat) -> None:
+    """out_dir := the model folder `source_dir` (best step, or sft/) + the report + the
+    prompt format (a best step's folder holds weights and tokenizer only)."""
     text = json.dumps(report, indent=1) + "\n"
     with atomic_dir(out_dir) as tmp:
         for f in Path(source_dir).iterdir():
             if f.is_file() and not f.name.endswith("_report.json"):
                 shutil.copy2(f, tmp / f.name)
+        prompt_format.write(tmp)
         (tmp / REPORT_NAME).write_text(text)
 
 
@@ -250,7 +252,8 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
     if cuda:
         model = model.to(state.device)
     from ..recommend import Recommender  # builder + trie over the model's own tokenizer
-    catalogue = Recommender(model, tokenizer, np.asarray(sid_codes), list(titles))
+    prompt_format = PromptFormat.read(sft_dir)  # SFT's prompts, kept in the output folder too
+    catalogue = Recommender(model, tokenizer, np.asarray(sid_codes), list(titles), prompt_format)
     builder, trie = catalogue.builder, catalogue.trie
 
     columns = rl_rows(builder, train_samples, config.tasks, config.max_samples, config.seed)
@@ -391,7 +394,7 @@ def train_rl(sft_dir, train_samples, valid_samples, sid_codes: np.ndarray, title
             "versions": library_versions("trl", "datasets"),
         }
         source = scratch / BEST_DIR if best["step"] else sft_dir
-        _write_output(out_dir, source, report)
+        _write_output(out_dir, source, report, prompt_format)
         shutil.rmtree(scratch, ignore_errors=True)
         log(f"wrote {out_dir} in {seconds:.1f}s: {report['selected']}, valid NDCG@{config.valid_k} "
             f"{best['value']:.4f}")
