@@ -174,16 +174,12 @@ def distils(wildcards):
     return float(merged_section("sft", wildcards).get("distill_weight") or 0) > 0
 
 
-# Likewise the prompt format's titles join them only when on (history_title_words > 0).
-TITLE_KEYS = ("history_title_words",)
-
-
 def sft_params(wildcards):
     own = merged_section("sft", wildcards)
     if not distils(wildcards):
         own = {k: v for k, v in own.items() if k not in DISTILL_KEYS}
-    if not own.get("history_title_words"):
-        own = {k: v for k, v in own.items() if k not in TITLE_KEYS}
+    if not own.get("history_title_words"):  # likewise: titles in the prompt join only when on
+        own.pop("history_title_words", None)
     return as_json(with_seed(own, wildcards))
 
 

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, config_from_section
 from ..sid import code_token
 
 TASKS = ("next_item", "sid_to_title", "title_to_sid", "history_to_title")
@@ -87,11 +87,8 @@ class PromptFormat:
             raise InputError(path, f"not readable JSON: {err}") from None
         if not isinstance(values, dict):
             raise InputError(path, f"expected a JSON object, got {type(values).__name__}")
-        unknown = sorted(set(values) - {"history_title_words"})
-        if unknown:
-            raise InputError(path, f"unknown key(s) {unknown}; expected history_title_words")
         try:
-            return cls(**values)
+            return config_from_section(cls, values, str(path))  # names an unknown key
         except InputError as err:
             raise InputError(path, err.reason, key=err.key) from None
 
