@@ -12,7 +12,9 @@
 # Every GPU-capable stage gets gpu=1, so GPU_SLOTS bounds how many run at once (memory:
 # an SmolLM2 SFT on Office peaks at 28 GiB). SIDREC_PRIORITY: targets snakemake runs first
 # (-P), e.g. one dataset's metrics; SIDREC_TARGETS: build only these files (e.g. a model
-# to serve: results/Office_Products/seed-0/sft), instead of everything. Stopped by `timeout` (SIDREC_TIMEOUT seconds, default
+# to serve: results/Office_Products/seed-0/sft), instead of everything; SIDREC_OMIT_FROM:
+# rules left out with everything downstream of them (e.g. `sft`: build only the upstream
+# that candidates of one stage share, then copy it with fork.sh). Stopped by `timeout` (SIDREC_TIMEOUT seconds, default
 # 560), it ends cleanly and the same command continues where it stopped (SFT and RL resume
 # from their last checkpoint). Leaves runs/NAME/results/ and packs runs/NAME.tar.gz with
 # the metrics, summaries, SFT and RL reports, logs and benchmark files.
@@ -32,6 +34,8 @@ mkdir -p "$dir"
 PRIORITY=()
 TARGETS=()
 [[ -n ${SIDREC_TARGETS:-} ]] && read -ra TARGETS <<<"$SIDREC_TARGETS"
+OMIT=()
+[[ -n ${SIDREC_OMIT_FROM:-} ]] && read -ra OMIT <<<"$SIDREC_OMIT_FROM" && OMIT=(--omit-from "${OMIT[@]}")
 [[ -n ${SIDREC_PRIORITY:-} ]] && read -ra PRIORITY <<<"$SIDREC_PRIORITY" && PRIORITY=(--prioritize "${PRIORITY[@]}")
 GPU_RULES=(embed:gpu=1 quantize:gpu=1 sft:gpu=1 rl:gpu=1 predict:gpu=1 sasrec:gpu=1)
 # The training rules ask for every core (threads: workflow.cores, right on a CPU); on the
@@ -41,7 +45,7 @@ GPU_THREADS=(embed=$T quantize=$T sft=$T rl=$T predict=$T sasrec=$T)
 # Targets come first: --configfile and --config each take every word after them.
 cmd=(timeout -s INT -k 30 "${SIDREC_TIMEOUT:-560}" python3 -m snakemake "${TARGETS[@]}" --snakefile "$PWD/Snakefile"
      --directory "$dir" --cores "$(nproc)" --resources gpu="$SLOTS" --rerun-incomplete --keep-going
-     --set-resources "${GPU_RULES[@]}" --set-threads "${GPU_THREADS[@]}" "${PRIORITY[@]}" --configfile "${CONFIGS[@]}")
+     --set-resources "${GPU_RULES[@]}" --set-threads "${GPU_THREADS[@]}" "${PRIORITY[@]}" "${OMIT[@]}" --configfile "${CONFIGS[@]}")
 ((${#EXTRA[@]})) && cmd+=(--config "${EXTRA[@]}")
 { printf '%q ' "${cmd[@]}"; echo; } >> "$dir/command.txt"
 tail -n 1 "$dir/command.txt"
