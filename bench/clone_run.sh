@@ -26,6 +26,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 git clone -q "$REPO" "$DEST"
 [ -d "$REPO/.venv" ] && ln -s "$REPO/.venv" "$DEST/.venv"
 cp -a "$SRC/results" "$DEST/"
-# Sources an hour in the past, outputs now.
-(cd "$DEST" && git ls-files -z | xargs -0 touch -d '-1 hour' && find results -exec touch -h {} +)
+# Sources an hour in the past, outputs now: ONE time for every output (find runs touch in
+# batches, and an input touched a batch later than its output makes the output stale).
+now=$(date +%s)
+(cd "$DEST" && git ls-files -z | xargs -0 touch -d '-1 hour' && find results -exec touch -h -d "@$now" {} +)
 echo "clone_run.sh: $DEST at $(git -C "$DEST" rev-parse --short HEAD) holding $SRC's results"
