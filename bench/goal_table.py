@@ -36,6 +36,12 @@ class Run:
     files: str          # bench/results/ path of a seed's files, "{seed}" and "{kind}" filled in
     section: str        # the bench/RESULTS.md section that holds the command
     seeds: tuple[int, ...] = (0, 1, 2)
+    # More seeds of the same config from another run: (files, seeds, section) each
+    more: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+
+    def seed_files(self) -> list[tuple[int, str]]:
+        """(seed, files pattern) for every seed of the row, in order."""
+        return [(s, self.files) for s in self.seeds] + [(s, f) for f, seeds, _ in self.more for s in seeds]
 
 
 RUNS = [
@@ -87,8 +93,8 @@ def value(metrics: pd.DataFrame, model: str, split: str, metric: str, k: int = 1
     return float(row.value.iloc[0])
 
 
-def seed_row(run: Run, seed: int, root: Path = RESULTS) -> dict:
-    metrics_path = root / run.files.format(seed=seed, kind="metrics")
+def seed_row(files: str, seed: int, root: Path = RESULTS) -> dict:
+    metrics_path = root / files.format(seed=seed, kind="metrics")
     metrics = pd.read_csv(metrics_path, sep="\t")
     metrics.attrs["path"] = metrics_path
     lms = [m for m in ("sft", "rl") if m in set(metrics.model)]
@@ -98,7 +104,7 @@ def seed_row(run: Run, seed: int, root: Path = RESULTS) -> dict:
     row = {"seed": seed, "lm": chosen, "ndcg": value(metrics, chosen, "test", "NDCG"),
            "hr": value(metrics, chosen, "test", "HR"), "sasrec_ndcg": value(metrics, "sasrec", "test", "NDCG"),
            "sasrec_hr": value(metrics, "sasrec", "test", "HR"), "diff": None, "p": None}
-    significance_path = root / run.files.format(seed=seed, kind="significance")
+    significance_path = root / files.format(seed=seed, kind="significance")
     if significance_path.exists():
         sig = pd.read_csv(significance_path, sep="\t")
         sig = sig[(sig.split == "test") & (sig.baseline == "sasrec") & (sig.metric == "NDCG") & (sig.k == 10)]
@@ -114,13 +120,13 @@ def mean_std(values) -> str:
 
 
 def table(runs=RUNS, root: Path = RESULTS) -> tuple[str, pd.DataFrame]:
-    lines = ["| dataset | config | LM chosen on valid (seeds 0 / 1 / 2) | test NDCG@10 (per seed) | test HR@10 "
+    lines = ["| dataset | config | LM chosen on valid (per seed) | test NDCG@10 (per seed) | test HR@10 "
              "| our SASRec, same run: NDCG@10 / HR@10 | LM − SASRec per row, NDCG@10 (Wilcoxon p) "
              "| against the best peer: NDCG@10 / HR@10 | goal: above SASRec and the peer on both |",
              "|---|---|---|---|---|---|---|---|---|"]
     flat = []
     for run in runs:
-        rows = [seed_row(run, s, root) for s in run.seeds]
+        rows = [seed_row(files, s, root) for s, files in run.seed_files()]
         peer_ndcg, peer_hr = PEERS[run.dataset]
         ndcg, hr = np.mean([r["ndcg"] for r in rows]), np.mean([r["hr"] for r in rows])
         sas_ndcg, sas_hr = np.mean([r["sasrec_ndcg"] for r in rows]), np.mean([r["sasrec_hr"] for r in rows])
@@ -130,7 +136,8 @@ def table(runs=RUNS, root: Path = RESULTS) -> tuple[str, pd.DataFrame]:
         vs_peer = f"{ndcg / peer_ndcg - 1:+.0%} / {hr / peer_hr - 1:+.0%}"
         if run.dataset in MINIONEREC:
             vs_peer += f" (MiniOneRec {ndcg / MINIONEREC[run.dataset] - 1:+.0%})"
-        lines.append(f"| {run.dataset} | {run.config} | {' / '.join(r['lm'] for r in rows)} "
+        seeds = f"seeds {', '.join(str(r['seed']) for r in rows)}: " if len(rows) != 3 else ""
+        lines.append(f"| {run.dataset} | {run.config} | {seeds}{' / '.join(r['lm'] for r in rows)} "
                      f"| {mean_std([r['ndcg'] for r in rows])} ({per_seed}) | {mean_std([r['hr'] for r in rows])} "
                      f"| {sas_ndcg:.4f} / {sas_hr:.4f} | {paired} | {vs_peer} "
                      f"| {'**met**' if met else 'missed'}{' (stretch 1.10× too)' if met and ndcg >= 1.1 * peer_ndcg else ''} |")

@@ -60,5 +60,20 @@ def test_a_significance_file_that_compares_another_lm_is_refused(tmp_path):
 
 def test_the_recorded_runs_are_all_readable():
     markdown, flat = goal.table()
-    assert len(flat) == 3 * len(goal.RUNS) and flat.lm.isin(["sft", "rl"]).all()
+    assert len(flat) == sum(len(run.seed_files()) for run in goal.RUNS) and flat.lm.isin(["sft", "rl"]).all()
     assert markdown.count("\n") == len(goal.RUNS) + 1
+
+
+def test_more_seeds_from_another_run_join_the_row(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for seed in range(3):
+        write_seed(tmp_path / "a", seed, lm_values(0.05, 0.06, {"sft": 0.0, "rl": 0.08}, {"sft": 0.0, "rl": 0.15}), "rl")
+    for seed in (3, 4, 5):
+        write_seed(tmp_path / "b", seed, lm_values(0.07, 0.06, {"sft": 0.09, "rl": 0.0}, {"sft": 0.16, "rl": 0.0}), "sft")
+    run = goal.Run("ml-100k", "c", "a/seed-{seed}.{kind}.tsv", "s", more=(("b/seed-{seed}.{kind}.tsv", (3, 4, 5), "t"),))
+    markdown, flat = goal.table([run], root=tmp_path)
+    assert flat.seed.tolist() == [0, 1, 2, 3, 4, 5]
+    assert flat.lm.tolist() == ["rl"] * 3 + ["sft"] * 3
+    assert "seeds 0, 1, 2, 3, 4, 5: rl / rl / rl / sft / sft / sft" in markdown
+    assert "0.0850 ± 0.0055" in markdown  # the mean of six seeds, not three
