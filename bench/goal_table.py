@@ -65,8 +65,12 @@ RUNS = [
         "cpu_amazon_rl_240/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL four times longer"),
     Run("Industrial", "CPU: tiny LM, `config/industrial.yaml` before c0997ae (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 16 rows a step)",
         "cpu_amazon_rl_lr4e4/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's learning rate at 240 steps"),
-    Run("Industrial", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 32 rows a step)",
-        "cpu_amazon_rl_rows32/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps"),
+    Run("Industrial", "CPU: tiny LM, `config/industrial.yaml` before 2026-12-05 13:00 (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 32 rows a step)",
+        "cpu_amazon_rl_rows32/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
+        more=(("cpu_amazon_seeds345_control/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"),)),
+    Run("Industrial", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step)",
+        "cpu_amazon_rl_rows64/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
+        more=(("cpu_amazon_seeds345_rl_rows64/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"),)),
     Run("Industrial", "GPU: SmolLM2-135M, `config/gpu.yaml` + `gpu_amazon.yaml` (SIDs from text, RL)",
         "gpu_h200_rl_trie/industrial.seed-{seed}.{kind}.tsv", "Industrial again, with trie-renormalised log-probabilities"),
     Run("Office", "CPU: tiny LM, `config/industrial.yaml` before 2026-12-04 (SIDs from text; no RL stage then)",
@@ -79,8 +83,12 @@ RUNS = [
         "cpu_amazon_rl_240/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL four times longer"),
     Run("Office", "CPU: tiny LM, `config/industrial.yaml` before c0997ae (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 16 rows a step)",
         "cpu_amazon_rl_lr4e4/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's learning rate at 240 steps"),
-    Run("Office", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 32 rows a step)",
-        "cpu_amazon_rl_rows32/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps"),
+    Run("Office", "CPU: tiny LM, `config/industrial.yaml` before 2026-12-05 13:00 (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 32 rows a step)",
+        "cpu_amazon_rl_rows32/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
+        more=(("cpu_amazon_seeds345_control/office.seed-{seed}.{kind}.tsv", (3, 4, 5), "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"),)),
+    Run("Office", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step)",
+        "cpu_amazon_rl_rows64/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
+        more=(("cpu_amazon_seeds345_rl_rows64/office.seed-{seed}.{kind}.tsv", (3, 4, 5), "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"),)),
     Run("Office", "GPU: SmolLM2-135M, `config/gpu.yaml` + `gpu_amazon.yaml` (SIDs from text, RL)",
         "gpu_h200_office_rl/base.seed-{seed}.{kind}.tsv", "Office: RL at gpu.yaml's lr and at a 5× smaller lr"),
 ]
@@ -114,6 +122,11 @@ def seed_row(files: str, seed: int, root: Path = RESULTS) -> dict:
     return row
 
 
+def percent(x: float) -> str:
+    """A relative difference, with a decimal where whole percents would round it to 0."""
+    return f"{x:+.2%}" if abs(x) < 0.001 else f"{x:+.1%}" if abs(x) < 0.01 else f"{x:+.0%}"
+
+
 def mean_std(values) -> str:
     v = np.asarray(values, dtype=float)
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
@@ -133,9 +146,9 @@ def table(runs=RUNS, root: Path = RESULTS) -> tuple[str, pd.DataFrame]:
         per_seed = " / ".join(f"{r['ndcg']:.4f}" for r in rows)
         paired = " / ".join("–" if r["diff"] is None else f"{r['diff']:+.4f} ({r['p']:.2g})" for r in rows)
         met = ndcg > max(sas_ndcg, peer_ndcg) and hr > max(sas_hr, peer_hr)
-        vs_peer = f"{ndcg / peer_ndcg - 1:+.0%} / {hr / peer_hr - 1:+.0%}"
+        vs_peer = f"{percent(ndcg / peer_ndcg - 1)} / {percent(hr / peer_hr - 1)}"
         if run.dataset in MINIONEREC:
-            vs_peer += f" (MiniOneRec {ndcg / MINIONEREC[run.dataset] - 1:+.0%})"
+            vs_peer += f" (MiniOneRec {percent(ndcg / MINIONEREC[run.dataset] - 1)})"
         seeds = f"seeds {', '.join(str(r['seed']) for r in rows)}: " if len(rows) != 3 else ""
         lines.append(f"| {run.dataset} | {run.config} | {seeds}{' / '.join(r['lm'] for r in rows)} "
                      f"| {mean_std([r['ndcg'] for r in rows])} ({per_seed}) | {mean_std([r['hr'] for r in rows])} "
