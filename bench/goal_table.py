@@ -44,6 +44,9 @@ class Run:
         return [(s, self.files) for s in self.seeds] + [(s, f) for f, seeds, _ in self.more for s in seeds]
 
 
+# The RESULTS section of the Amazon CPU runs for seeds 3-5 (joined to rows of seeds 0-2)
+SEEDS_3_5 = "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"
+
 RUNS = [
     Run("ml-100k", "CPU: tiny LM, `config/config.yaml` before 2026-12-05 (SIDs text + SASRec, RL; no distillation)",
         "cpu_ml100k_sid_both/seed-{seed}.{kind}.tsv", "ml-100k: semantic IDs from text and SASRec item embeddings"),
@@ -67,10 +70,10 @@ RUNS = [
         "cpu_amazon_rl_lr4e4/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's learning rate at 240 steps"),
     Run("Industrial", "CPU: tiny LM, `config/industrial.yaml` before 6459f10 (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 32 rows a step)",
         "cpu_amazon_rl_rows32/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
-        more=(("cpu_amazon_seeds345_control/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"),)),
+        more=(("cpu_amazon_seeds345_control/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5),)),
     Run("Industrial", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step)",
         "cpu_amazon_rl_rows64/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
-        more=(("cpu_amazon_seeds345_rl_rows64/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"),)),
+        more=(("cpu_amazon_seeds345_rl_rows64/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5),)),
     Run("Industrial", "GPU: SmolLM2-135M, `config/gpu.yaml` + `gpu_amazon.yaml` (SIDs from text, RL)",
         "gpu_h200_rl_trie/industrial.seed-{seed}.{kind}.tsv", "Industrial again, with trie-renormalised log-probabilities"),
     Run("Office", "CPU: tiny LM, `config/industrial.yaml` before 2026-12-04 (SIDs from text; no RL stage then)",
@@ -85,10 +88,10 @@ RUNS = [
         "cpu_amazon_rl_lr4e4/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's learning rate at 240 steps"),
     Run("Office", "CPU: tiny LM, `config/industrial.yaml` before 6459f10 (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 32 rows a step)",
         "cpu_amazon_rl_rows32/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
-        more=(("cpu_amazon_seeds345_control/office.seed-{seed}.{kind}.tsv", (3, 4, 5), "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"),)),
+        more=(("cpu_amazon_seeds345_control/office.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5),)),
     Run("Office", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step)",
         "cpu_amazon_rl_rows64/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
-        more=(("cpu_amazon_seeds345_rl_rows64/office.seed-{seed}.{kind}.tsv", (3, 4, 5), "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"),)),
+        more=(("cpu_amazon_seeds345_rl_rows64/office.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5),)),
     Run("Office", "GPU: SmolLM2-135M, `config/gpu.yaml` + `gpu_amazon.yaml` (SIDs from text, RL)",
         "gpu_h200_office_rl/base.seed-{seed}.{kind}.tsv", "Office: RL at gpu.yaml's lr and at a 5× smaller lr"),
 ]
