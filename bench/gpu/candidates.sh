@@ -7,7 +7,10 @@
 #
 # e.g. STAGE sft, BASE "config/gpu.yaml bench/configs/gpu_sft_only.yaml", and
 # window=bench/configs/gpu_sft_every_window.yaml. It builds runs/shared (run.sh with
-# SIDREC_OMIT_FROM=STAGE, GPU slots = SLOTS x candidates), copies it to runs/NAME for each
+# SIDREC_OMIT_FROM=STAGE, SIDREC_UPSTREAM_SLOTS GPU jobs at once, default 12: its jobs,
+# SASRec's grid above all, are small and mostly CPU-bound; at 3 slots an ml-100k upstream
+# of 3 seeds took ~1,000 s of an H100, 18 SASRec jobs of 75-130 s in six waves, 2026-12-05),
+# copies it to runs/NAME for each
 # candidate (fork.sh), then runs every candidate at once with SLOTS GPU jobs each.
 # SIDREC_DEADLINE (epoch seconds) ends every snakemake cleanly before the device call's
 # limit; the same command in the next call (within 30 s, carrying nothing) continues where
@@ -30,7 +33,7 @@ missing=()
 for pair in "$@"; do [[ -d runs/${pair%%=*} ]] || missing+=("${pair%%=*}"); done
 if ((${#missing[@]})); then
   echo "== candidates.sh: upstream (up to $STAGE) in runs/shared, $(left) s left"
-  SIDREC_OMIT_FROM=$STAGE SIDREC_TIMEOUT=$(left) bash bench/gpu/run.sh shared $((SLOTS * $#)) "${BASE[@]}" -- "$SEEDS"
+  SIDREC_OMIT_FROM=$STAGE SIDREC_TIMEOUT=$(left) bash bench/gpu/run.sh shared "${SIDREC_UPSTREAM_SLOTS:-12}" "${BASE[@]}" -- "$SEEDS"
   rc=$?
   ((rc == 0)) || { echo "candidates.sh: upstream stopped (exit $rc); run the same command again to continue"; ship; exit "$rc"; }
   for name in "${missing[@]}"; do bash bench/gpu/fork.sh shared "$name" || exit 1; done
