@@ -46,6 +46,7 @@ class Run:
 
 # The RESULTS section of the Amazon CPU runs for seeds 3-5 (joined to rows of seeds 0-2)
 SEEDS_3_5 = "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"
+SEEDS_3_5_GEN16 = "Industrial and Office: seeds 3-5 of 16 beams on 64 rows"
 
 RUNS = [
     Run("ml-100k", "CPU: tiny LM, `config/config.yaml` before 2026-12-05 (SIDs text + SASRec, RL; no distillation)",
@@ -71,9 +72,12 @@ RUNS = [
     Run("Industrial", "CPU: tiny LM, `config/industrial.yaml` before 6459f10 (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 32 rows a step)",
         "cpu_amazon_rl_rows32/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
         more=(("cpu_amazon_seeds345_control/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5),)),
-    Run("Industrial", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step)",
+    Run("Industrial", "CPU: tiny LM, `config/industrial.yaml` before 05e0997 (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step, 8 beams)",
         "cpu_amazon_rl_rows64/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
         more=(("cpu_amazon_seeds345_rl_rows64/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5),)),
+    Run("Industrial", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step, 16 beams)",
+        "cpu_amazon_rl_gen16_rows64/industrial.seed-{seed}.{kind}.tsv", "Industrial and Office: 16 beams on top of 64 rows",
+        more=(("cpu_amazon_seeds345_rl_gen16_rows64/industrial.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5_GEN16),)),
     Run("Industrial", "GPU: SmolLM2-135M, `config/gpu.yaml` + `gpu_amazon.yaml` (SIDs from text, RL)",
         "gpu_h200_rl_trie/industrial.seed-{seed}.{kind}.tsv", "Industrial again, with trie-renormalised log-probabilities"),
     Run("Office", "CPU: tiny LM, `config/industrial.yaml` before 2026-12-04 (SIDs from text; no RL stage then)",
@@ -89,9 +93,12 @@ RUNS = [
     Run("Office", "CPU: tiny LM, `config/industrial.yaml` before 6459f10 (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 32 rows a step)",
         "cpu_amazon_rl_rows32/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
         more=(("cpu_amazon_seeds345_control/office.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5),)),
-    Run("Office", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step)",
+    Run("Office", "CPU: tiny LM, `config/industrial.yaml` before 05e0997 (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step, 8 beams)",
         "cpu_amazon_rl_rows64/office.seed-{seed}.{kind}.tsv", "Industrial and Office: RL's rows a step, and 480 steps",
         more=(("cpu_amazon_seeds345_rl_rows64/office.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5),)),
+    Run("Office", "CPU default: tiny LM, `config/industrial.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.5, RL 240 steps at lr 4e-4, 64 rows a step, 16 beams)",
+        "cpu_amazon_rl_gen16_rows64/office.seed-{seed}.{kind}.tsv", "Industrial and Office: 16 beams on top of 64 rows",
+        more=(("cpu_amazon_seeds345_rl_gen16_rows64/office.seed-{seed}.{kind}.tsv", (3, 4, 5), SEEDS_3_5_GEN16),)),
     Run("Office", "GPU: SmolLM2-135M, `config/gpu.yaml` + `gpu_amazon.yaml` (SIDs from text, RL)",
         "gpu_h200_office_rl/base.seed-{seed}.{kind}.tsv", "Office: RL at gpu.yaml's lr and at a 5× smaller lr"),
 ]
