@@ -47,6 +47,7 @@ class Run:
 # The RESULTS section of the Amazon CPU runs for seeds 3-5 (joined to rows of seeds 0-2)
 SEEDS_3_5 = "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"
 SEEDS_3_5_GEN16 = "Industrial and Office: seeds 3-5 of 16 beams on 64 rows"
+ML100K_16_BEAMS = "ml-100k: 16 beam rollouts a row, 6 seeds"
 
 RUNS = [
     Run("ml-100k", "CPU: tiny LM, `config/config.yaml` before 2026-12-05 (SIDs text + SASRec, RL; no distillation)",
@@ -55,8 +56,12 @@ RUNS = [
         "cpu_ml100k_sft_distill90/seed-{seed}.{kind}.tsv", "ml-100k, Industrial and Office: SFT distilled from the seed's SASRec"),
     Run("ml-100k", "CPU: tiny LM at hidden 96, `config/config.yaml` before f579502 (SIDs text + SASRec, SFT distilled from SASRec at 0.9, temperature 1, RL)",
         "cpu_ml100k_tiny_hidden96_distill90/seed-{seed}.{kind}.tsv", "ml-100k: a wider tiny LM, now with distillation"),
-    Run("ml-100k", "CPU default: tiny LM at hidden 96, `config/config.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.9, temperature 0.5, RL)",
-        "cpu_ml100k_sft_distill_t05/seed-{seed}.{kind}.tsv", "ml-100k: the teacher at temperature 0.5"),
+    Run("ml-100k", "CPU: tiny LM at hidden 96, `config/config.yaml` before 087fea4 (SIDs text + SASRec, SFT distilled from SASRec at 0.9, temperature 0.5, RL 8 beams)",
+        "cpu_ml100k_sft_distill_t05/seed-{seed}.{kind}.tsv", "ml-100k: the teacher at temperature 0.5",
+        more=(("cpu_ml100k_seeds345_control/seed-{seed}.{kind}.tsv", (3, 4, 5), ML100K_16_BEAMS),)),
+    Run("ml-100k", "CPU default: tiny LM at hidden 96, `config/config.yaml` (SIDs text + SASRec, SFT distilled from SASRec at 0.9, temperature 0.5, RL 16 beams)",
+        "cpu_ml100k_rl_gen16/seed-{seed}.{kind}.tsv", ML100K_16_BEAMS,
+        more=(("cpu_ml100k_seeds345_rl_gen16/seed-{seed}.{kind}.tsv", (3, 4, 5), ML100K_16_BEAMS),)),
     Run("ml-100k", "GPU: SmolLM2-135M, `config/gpu.yaml` (SIDs text + SASRec; no RL stage)",
         "gpu_h200_ml100k_sid_both/seed-{seed}.{kind}.tsv", "ml-100k with SmolLM2-135M on the H200: the same candidate"),
     Run("Industrial", "CPU: tiny LM, `config/industrial.yaml` before 2026-12-04 (SIDs from text; no RL stage then)",
