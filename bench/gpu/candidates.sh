@@ -7,11 +7,11 @@
 #
 # e.g. STAGE sft, BASE "config/gpu.yaml bench/configs/gpu_sft_only.yaml", and
 # window=bench/configs/gpu_sft_every_window.yaml. It builds runs/shared (run.sh with
-# SIDREC_OMIT_FROM=STAGE, SIDREC_UPSTREAM_SLOTS GPU jobs at once, default 12: its jobs,
-# SASRec's grid above all, are small and mostly CPU-bound; at 3 slots an ml-100k upstream
-# of 3 seeds took ~1,000 s of an H100, 18 SASRec jobs of 75-130 s in six waves, 2026-12-05),
-# copies it to runs/NAME for each
-# candidate (fork.sh), then runs every candidate at once with SLOTS GPU jobs each.
+# SIDREC_OMIT_FROM=STAGE), copies it to runs/NAME for each candidate (fork.sh), then runs
+# every candidate at once with SLOTS GPU jobs each. The upstream runs SIDREC_UPSTREAM_SLOTS
+# GPU jobs at once (default 12): its jobs, SASRec's grid above all, are small and mostly
+# CPU-bound; at 3 slots an ml-100k upstream of 3 seeds took ~1,000 s of an H100 (18 SASRec
+# jobs of 75-130 s in six waves, 2026-12-05).
 # SIDREC_DEADLINE (epoch seconds) ends every snakemake cleanly before the device call's
 # limit; the same command in the next call (within 30 s, carrying nothing) continues where
 # it stopped: a candidate folder that exists skips the upstream, SFT and RL resume from
