@@ -44,7 +44,7 @@ class Run:
         return [(s, self.files) for s in self.seeds] + [(s, f) for f, seeds, _ in self.more for s in seeds]
 
 
-# The RESULTS section of the Amazon CPU runs for seeds 3-5 (joined to rows of seeds 0-2)
+# The RESULTS sections of the CPU runs for seeds 3-5 (joined to rows of seeds 0-2)
 SEEDS_3_5 = "Industrial and Office: seeds 3-5 for 16 beams and 64 rows, and the default on 6 seeds"
 SEEDS_3_5_GEN16 = "Industrial and Office: seeds 3-5 of 16 beams on 64 rows"
 ML100K_16_BEAMS = "ml-100k: 16 beam rollouts a row, 6 seeds"
