@@ -55,8 +55,7 @@ def seed_values(pattern: str, seed: int, root: Path) -> dict:
         raise SystemExit(f"compare_seeds: no {path}")
     metrics = pd.read_csv(path, sep="\t")
     metrics.attrs["path"] = path
-    lms = [m for m in ("sft", "rl") if m in set(metrics.model)]
-    chosen = max(lms, key=lambda m: (goal_table.value(metrics, m, "valid", "NDCG"), m == "sft"))
+    chosen = goal_table.chosen_lm(metrics)
     return {"lm": chosen, **{f"{split} {metric}": goal_table.value(metrics, chosen, split, metric)
                               for split, metric in METRICS}}
 

@@ -116,14 +116,18 @@ def value(metrics: pd.DataFrame, model: str, split: str, metric: str, k: int = 1
     return float(row.value.iloc[0])
 
 
+def chosen_lm(metrics: pd.DataFrame) -> str:
+    """The LM the pipeline chooses on valid NDCG@10: sidrec.serve.artifacts.select_model's rule
+    (sft on a tie), on the copied metrics.tsv alone (bench/results/ keeps no model folders)."""
+    lms = [m for m in ("sft", "rl") if m in set(metrics.model)]
+    return max(lms, key=lambda m: (value(metrics, m, "valid", "NDCG"), m == "sft"))
+
+
 def seed_row(files: str, seed: int, root: Path = RESULTS) -> dict:
     metrics_path = root / files.format(seed=seed, kind="metrics")
     metrics = pd.read_csv(metrics_path, sep="\t")
     metrics.attrs["path"] = metrics_path
-    lms = [m for m in ("sft", "rl") if m in set(metrics.model)]
-    # sidrec.serve.artifacts.select_model's rule (sft on a tie), on the copied metrics.tsv alone:
-    # bench/results/ keeps no model folders for it to look at
-    chosen = max(lms, key=lambda m: (value(metrics, m, "valid", "NDCG"), m == "sft"))
+    chosen = chosen_lm(metrics)
     row = {"seed": seed, "lm": chosen, "ndcg": value(metrics, chosen, "test", "NDCG"),
            "hr": value(metrics, chosen, "test", "HR"), "sasrec_ndcg": value(metrics, "sasrec", "test", "NDCG"),
            "sasrec_hr": value(metrics, "sasrec", "test", "HR"), "diff": None, "p": None}
