@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 HERE = Path(__file__).resolve().parent
@@ -48,8 +49,6 @@ def parse_side(specs: list[str]) -> list[tuple[int, str]]:
 
 def seed_values(pattern: str, seed: int, root: Path) -> dict:
     """The LM chosen on valid for one seed and its valid NDCG@10, test NDCG@10 and HR@10."""
-    import pandas as pd
-
     path = root / pattern.format(seed=seed, kind="metrics")
     if not path.exists():
         raise SystemExit(f"compare_seeds: no {path}")
